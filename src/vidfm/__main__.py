@@ -1,0 +1,5 @@
+import sys
+
+from vidfm.cli.main import main
+
+sys.exit(main())

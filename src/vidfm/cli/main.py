@@ -1,0 +1,46 @@
+"""The ``vidfm`` command. Each command group lives in its own module and registers a
+sub-parser; this file only dispatches and turns ``VidfmError`` into a one-line message
+with a non-zero exit (no traceback for user mistakes)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vidfm import __version__
+from vidfm.errors import VidfmError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vidfm.cli import io_commands, synth_command
+
+    parser = argparse.ArgumentParser(
+        prog="vidfm",
+        description="Video foundation models: read, sample, encode, train, understand and generate video.",
+        epilog="Run 'vidfm COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"vidfm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (synth_command, io_commands):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except VidfmError as e:
+        print(f"vidfm {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

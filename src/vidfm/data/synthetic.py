@@ -355,7 +355,9 @@ def _sample_shot(
             y0, y1 = size - start_pos, size - start_pos + dist
     others = [c for c in COLOURS if c != colour]
     new_colour = str(rng.choice(others)) if action == "change_colour" else None
-    spin = float(rng.choice([-1, 1]) * rng.uniform(80, 120)) if action == "rotate" else 0.0
+    # ~45 or ~405 degrees: an end pose that differs from the start for every shape
+    # (squares and crosses repeat every 90 degrees, triangles every 120).
+    spin = float(rng.choice([-1, 1]) * (rng.choice([45, 405]) + rng.uniform(-8, 8))) if action == "rotate" else 0.0
     main = ObjectSpec(shape, colour, obj_size, action, start, end, x0, y0, x1, y1, new_colour, spin)
     objects = [main]
     used = {colour} | ({new_colour} if new_colour else set())

@@ -47,9 +47,11 @@ def open_container(path: str | os.PathLike):
     except OSError as e:
         raise VideoDecodeError(p, f"cannot open ({e.strerror or e})") from None
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        kinds = sorted({s.type for s in container.streams})
         container.close()
-        raise VideoDecodeError(p, f"has no video stream (streams: {', '.join(kinds)})")
+        if not kinds:
+            raise VideoDecodeError(p, "contains no streams (an empty or unfinished recording)")
+        raise VideoDecodeError(p, f"has no video stream (only {', '.join(kinds)})")
     return container, container.streams.video[0]
 
 
@@ -176,6 +178,8 @@ class VideoReader:
     @property
     def index(self) -> FrameIndex:
         if self._index is None:
+            if self._touched:
+                self._container.seek(0, backward=True)
             self._touched = True
             self._index = build_frame_index(self._container, self._stream, self.path)
             self._decoder = None
@@ -229,6 +233,8 @@ class VideoReader:
         presentation order, and the reader only seeks when the next one lies in a later
         group of pictures than the current decode position.
         """
+        if self._container is None:
+            raise ValueError(f"{self.path}: the reader is closed")
         n = len(self)
         idx = [int(i) for i in indices]
         if not idx:

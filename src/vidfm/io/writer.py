@@ -44,12 +44,14 @@ def write_video(
     crf: int = 18,
     gop: int | None = None,
     rotation: int = 0,
+    faststart: bool = True,
     options: dict | None = None,
 ) -> Path:
     """Write ``clip`` to ``path``; the suffix picks the format (.mp4/.mkv/.mov/.webm/.gif).
 
-    Odd frame sizes are padded by one edge pixel for yuv420p codecs. The file appears
-    atomically: it is written next to its destination and renamed when complete.
+    Odd frame sizes are padded by one edge pixel for yuv420p codecs. ``faststart`` puts the
+    MP4 index first so browsers can play while downloading. ``options`` go to the encoder.
+    The file appears atomically: it is written beside its destination, then renamed.
     """
     path = Path(path)
     frames = to_uint8_frames(clip)
@@ -69,7 +71,8 @@ def write_video(
     os.close(fd)
     try:
         rate = _as_rate(fps)
-        with av.open(tmp, mode="w") as container:
+        muxer = {"movflags": "faststart"} if faststart and suffix in (".mp4", ".mov") else {}
+        with av.open(tmp, mode="w", options=muxer) as container:
             stream = container.add_stream(_CODECS[suffix], rate=rate)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"

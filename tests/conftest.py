@@ -1,0 +1,127 @@
+"""Fixtures that build real video files (no downloads): coded videos whose frame index is
+burned into the pixels, so every read can be checked frame-exactly."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vidfm.data.synthetic import burn_frame_code
+from vidfm.io.writer import write_video
+
+
+def coded_clip(n: int, h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
+    """Frames whose top strip encodes their index and whose body changes every frame."""
+    rng = np.random.default_rng(seed)
+    clip = np.zeros((n, h, w, 3), np.uint8)
+    base = (rng.random((h, w, 3)) * 120).astype(np.uint8)
+    for i in range(n):
+        clip[i] = np.roll(base, i, axis=1)
+        burn_frame_code(clip[i], i)
+    return clip
+
+
+def make_coded_video(path, n=60, fps=8, gop=8, h=64, w=64, rotation=0, faststart=False) -> Path:
+    return write_video(path, coded_clip(n, h, w), fps=fps, gop=gop, rotation=rotation, faststart=faststart)
+
+
+def make_vfr_video(path, times_ms) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times_ms):
+            a = np.zeros((64, 64, 3), np.uint8)
+            burn_frame_code(a, i)
+            f = av.VideoFrame.from_ndarray(a, format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 1000)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return Path(path)
+
+
+def make_audio_only(path) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        for i in range(8):
+            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            fr.sample_rate, fr.pts = 16000, i * 1024
+            for p in s.encode(fr):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return Path(path)
+
+
+def make_video_with_audio(path, n=24, fps=8) -> Path:
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps)
+        v.width = v.height = 64
+        v.pix_fmt = "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        for i, frame in enumerate(coded_clip(n)):
+            for p in v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for i in range(int(n / fps * 16000 / 1024)):
+            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            fr.sample_rate, fr.pts = 16000, i * 1024
+            for p in a.encode(fr):
+                c.mux(p)
+        for s in (v, a):
+            for p in s.encode():
+                c.mux(p)
+    return Path(path)
+
+
+def make_zero_frame(path) -> Path:
+    """A container with a video stream and no frames (AVI keeps the empty stream)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=8)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        c.start_encoding()
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("videos")
+    out = {
+        "coded": make_coded_video(d / "coded.mp4", n=60, gop=8),
+        "rot90": make_coded_video(d / "rot90.mp4", n=12, h=48, w=64, rotation=90),
+        "rot270": make_coded_video(d / "rot270.mp4", n=12, h=48, w=64, rotation=270),
+        "rot180": make_coded_video(d / "rot180.mp4", n=12, h=48, w=64, rotation=180),
+        "vfr": make_vfr_video(d / "vfr.mp4", [0, 33, 66, 100, 300, 320, 340, 700, 710, 720, 1000]),
+        "audio_only": make_audio_only(d / "audio.m4a"),
+        "with_audio": make_video_with_audio(d / "with_audio.mp4"),
+        "zero_frames": make_zero_frame(d / "zero.avi"),
+        "webm": write_video(d / "coded.webm", coded_clip(20), fps=8),
+    }
+    empty = d / "empty.mp4"
+    empty.write_bytes(b"")
+    out["empty"] = empty
+    text = d / "notes.mp4"
+    text.write_text("this is a text file, not a video\n" * 20)
+    out["text"] = text
+    data = out["coded"].read_bytes()
+    trunc = d / "truncated.mp4"
+    trunc.write_bytes(data[: len(data) // 2])
+    out["truncated"] = trunc
+    damaged = bytearray(data)
+    k = len(data) // 2
+    damaged[k : k + 3000] = b"\0" * 3000
+    (d / "damaged.mp4").write_bytes(bytes(damaged))
+    out["damaged"] = d / "damaged.mp4"
+    faststart = d / "faststart.mp4"
+    make_coded_video(faststart, n=50, faststart=True)
+    fs = faststart.read_bytes()
+    (d / "faststart_truncated.mp4").write_bytes(fs[: int(len(fs) * 0.6)])
+    out["faststart_truncated"] = d / "faststart_truncated.mp4"
+    return out

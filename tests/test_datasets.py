@@ -1,0 +1,89 @@
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from vidfm.data import VideoDataset, classification_from_csv, classification_from_folder, grounding_from_sta
+from vidfm.data.transforms import TemporalAugment, train_transform
+from vidfm.errors import DatasetError, VideoDecodeError
+
+
+@pytest.fixture
+def folder_dataset(tmp_path, videos):
+    for label in ("jump", "walk"):
+        (tmp_path / label).mkdir()
+        shutil.copy(videos["coded"], tmp_path / label / "a.mp4")
+        shutil.copy(videos["webm"], tmp_path / label / "b.webm")
+    (tmp_path / "walk" / "readme.txt").write_text("not a video")
+    return tmp_path
+
+
+def test_folder_per_class(folder_dataset):
+    records, classes = classification_from_folder(folder_dataset)
+    assert classes == ["jump", "walk"] and len(records) == 4
+    ds = VideoDataset(records, num_frames=6, sampler="random", train=True, transform=train_transform(32), temporal=TemporalAugment())
+    item = ds[0]
+    assert item["video"].shape == (6, 3, 32, 32) and item["label"] == 0
+    assert torch.equal(ds[0]["video"], item["video"])  # same seed+epoch+index -> same clip
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["video"], item["video"])
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        classification_from_folder(tmp_path / "missing")
+    (tmp_path / "a").mkdir()
+    with pytest.raises(DatasetError, match="no videos found"):
+        classification_from_folder(tmp_path)
+    with pytest.raises(DatasetError, match="not among the known labels"):
+        classification_from_folder(tmp_path, classes=["b"])
+
+
+def test_csv_errors(tmp_path, videos):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,cls\nx.mp4,a\n")
+    with pytest.raises(DatasetError, match="needs a header with 'path' and 'label'"):
+        classification_from_csv(bad)
+    unknown = tmp_path / "u.csv"
+    unknown.write_text(f"path,label\n{videos['coded']},run\n{videos['coded']},fly\n")
+    with pytest.raises(DatasetError, match=r"u.csv:3: unknown label 'fly'"):
+        classification_from_csv(unknown, classes=["run"])
+    with pytest.raises(DatasetError, match="not found"):
+        classification_from_csv(tmp_path / "none.csv")
+
+
+def test_corrupt_videos_are_skipped_and_counted(tmp_path, videos):
+    csv = tmp_path / "d.csv"
+    csv.write_text(f"path,label\n{videos['text']},a\n{videos['coded']},b\n{videos['truncated']},a\n")
+    records, classes = classification_from_csv(csv)
+    ds = VideoDataset(records, num_frames=4)
+    with pytest.warns(UserWarning, match="skipping unreadable video"):
+        items = [ds[i] for i in range(len(ds))]
+    assert all(it["video"].shape == (4, 3, 64, 64) for it in items)
+    assert len(ds.skipped) == 2
+    strict = VideoDataset(records, num_frames=4, on_error="raise")
+    with pytest.raises(VideoDecodeError, match="notes.mp4"):
+        strict[0]
+    only_bad = VideoDataset(records[:1], num_frames=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DatasetError, match="no video in this dataset could be decoded"):
+            only_bad[0]
+
+
+def test_grounding_format(tmp_path):
+    f = tmp_path / "g.txt"
+    f.write_text("AO8RW 0.0 6.9##a person is putting a book on a shelf.\n")
+    (r,) = grounding_from_sta(f, tmp_path)
+    assert (r["video_id"], r["start"], r["end"]) == ("AO8RW", 0.0, 6.9) and r["path"].endswith("AO8RW.mp4")
+    f.write_text("AO8RW 6.9##no start\n")
+    with pytest.raises(DatasetError, match="g.txt:1"):
+        grounding_from_sta(f, tmp_path)
+
+
+def test_dataset_argument_errors(videos):
+    with pytest.raises(DatasetError, match="no records"):
+        VideoDataset([])
+    with pytest.raises(DatasetError, match="unknown sampler"):
+        VideoDataset([{"path": str(videos["coded"])}], sampler="dense")

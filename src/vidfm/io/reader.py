@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from vidfm.errors import VideoDecodeError
 
@@ -65,7 +66,10 @@ class FrameIndex:
     """Presentation-order timeline of a video stream, built by demuxing once.
 
     ``pts[i]`` is frame ``i``'s timestamp (stream time base); ``key_pos`` holds the frame
-    positions of keyframes and ``key_seek`` the timestamp to seek to for each of them.
+    positions of keyframes and ``key_seek`` the timestamp to seek to for each of them: the
+    keyframe's pts (the MP4 demuxer corrects for the B-frame delay itself, so seeking to a
+    keyframe's dts would land one group early; demuxers that land late are handled by the
+    reader stepping back a group).
     """
 
     pts: np.ndarray
@@ -96,7 +100,7 @@ def build_frame_index(container, stream, path) -> FrameIndex:
             if ts is None:
                 raise VideoDecodeError(path, "packets carry no timestamps; random access is impossible")
             pts_list.append(ts)
-            keys.append((packet.is_keyframe, packet.dts if packet.dts is not None else ts))
+            keys.append(packet.is_keyframe)
     except av.error.FFmpegError as e:
         raise VideoDecodeError(path, f"corrupt or truncated while reading packets ({_ffmpeg_reason(e)})") from None
     if not pts_list:
@@ -111,10 +115,10 @@ def build_frame_index(container, stream, path) -> FrameIndex:
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     key_pos, key_seek = [], []
-    for packet_i, (is_key, dts) in enumerate(keys):
+    for packet_i, is_key in enumerate(keys):
         if is_key:
             key_pos.append(int(rank[packet_i]))
-            key_seek.append(min(int(pts_list[packet_i]), int(dts)))
+            key_seek.append(int(pts_list[packet_i]))
     if not key_pos or key_pos[0] != 0:
         # No keyframe flags (some raw streams): treat the start as the only entry point.
         key_pos.insert(0, 0)
@@ -152,6 +156,7 @@ class VideoReader:
         self._decoder: Iterator | None = None
         self._last_pos = -1
         self._touched = False  # has anything moved the demuxer since open?
+        self._reformatter = VideoReformatter()  # reused: keeps one scaler context warm
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         self.fps = float(rate) if rate else 0.0
 
@@ -343,14 +348,17 @@ class VideoReader:
 
     # -- conversion ----------------------------------------------------------------------
     def _frame_array(self, frame) -> np.ndarray:
-        self._rotation = int(round(frame.rotation or 0)) % 360
+        if self._rotation is None:  # display matrix is per stream; read it once
+            self._rotation = int(round(frame.rotation or 0)) % 360
         k = self._rotation // 90
         if self.size is not None:
             h, w = self.size
             if k % 2:  # resize in stored orientation, so swap the target
                 h, w = w, h
-            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR")
-        arr = frame.to_ndarray(format="rgb24")
+            frame = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR")
+        else:
+            frame = self._reformatter.reformat(frame, format="rgb24")
+        arr = frame.to_ndarray()
         if k:
             arr = np.ascontiguousarray(np.rot90(arr, k))
         return arr

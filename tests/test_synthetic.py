@@ -46,6 +46,16 @@ def test_layout_and_counts(world):
         assert rows[0] == "path,label" and all(r.split(",")[1] in labels for r in rows[1:])
 
 
+def test_splits_are_stratified_by_action(tmp_path):
+    cfg = WorldConfig(videos=130, seed=0, multishot_fraction=0.0, compositional_fraction=0.0)
+    per_action = {}
+    for kind, split, action, colour in _plan(cfg):
+        per_action.setdefault(action, []).append(split)
+    for action, splits in per_action.items():
+        assert {"train", "val", "test"} <= set(splits), action
+        assert splits.count("train") >= 0.6 * len(splits)
+
+
 def test_compositional_split_is_held_out(world):
     root, _ = world
     held = {tuple(p) for p in HELD_OUT_PAIRS}

@@ -63,6 +63,14 @@ def test_occlusion_area_at_most_20_percent():
         assert 0 < area <= 0.2 + 1e-6
 
 
+def test_frame_dropout_blanks_whole_frames_and_keeps_one():
+    clip = torch.ones(8, 3, 4, 4)
+    out = T.FrameDropout(p=0.5)(clip, torch.Generator().manual_seed(0))
+    per_frame = out.flatten(1).mean(1)
+    assert set(per_frame.tolist()) <= {0.0, 1.0} and 0 < per_frame.sum() < 8
+    assert T.FrameDropout(p=1.0)(clip, torch.Generator()).flatten(1).mean(1).sum() == 1
+
+
 def test_temporal_augment_keeps_count_and_range():
     ta = T.TemporalAugment(jitter=3, speed=(0.8, 1.2), reverse_p=1.0)
     idx = np.arange(20, 36)

@@ -393,7 +393,7 @@ def _dull_colour(rng: np.random.Generator) -> list[int]:
 
 
 def _plan(cfg: WorldConfig) -> list[tuple[str, str, str, bool]]:
-    """Per video: (kind, split, action, colour) with balanced actions and exact split sizes."""
+    """Per video: (kind, split, action, colour) with balanced actions and stratified splits."""
     rng = np.random.default_rng([cfg.seed, 7919])
     n = cfg.videos
     n_multi = int(round(n * cfg.multishot_fraction))
@@ -413,21 +413,20 @@ def _plan(cfg: WorldConfig) -> list[tuple[str, str, str, bool]]:
         plans.append(("multi", "", ""))
     order = rng.permutation(len(plans))
     plans = [plans[i] for i in order]
-    # Exact 70/15/15 split of the ordinary videos (single- and multi-shot separately).
-    out = []
-    counters = {"single": 0, "multi": 0}
-    totals = {"single": n_single, "multi": n_multi}
-    for kind, a, c in plans:
-        if kind == "compositional":
-            out.append((kind, "compositional", a, c))
-            continue
-        k, total = counters[kind], totals[kind]
-        counters[kind] += 1
-        n_train = int(round(total * 0.7))
-        n_val = int(round(total * 0.15))
-        split = "train" if k < n_train else ("val" if k < n_train + n_val else "test")
-        out.append((kind, split, a, c))
-    return out
+    # 70/15/15 train/val/test, stratified: within each action (and among multi-shot videos),
+    # so every class is present in every split once it has 3 or more videos.
+    groups: dict[str, list[int]] = {}
+    for j, (kind, a, _c) in enumerate(plans):
+        if kind != "compositional":
+            groups.setdefault(a if kind == "single" else "multi", []).append(j)
+    split_of = {}
+    for members in groups.values():
+        m = len(members)
+        n_eval = max(int(round(m * 0.15)), 1 if m >= 3 else 0)
+        n_train = m - 2 * n_eval if m >= 3 else m - (m == 2)
+        for k, j in enumerate(members):
+            split_of[j] = "train" if k < n_train else ("val" if k < n_train + n_eval else "test")
+    return [(kind, split_of.get(j, "compositional"), a, c) for j, (kind, a, c) in enumerate(plans)]
 
 
 def sample_video_spec(cfg: WorldConfig, i: int, plan: tuple[str, str, str, str]) -> VideoSpec:

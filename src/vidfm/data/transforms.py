@@ -186,6 +186,22 @@ class Occlusion:
         return out
 
 
+class FrameDropout:
+    """Modality dropout for video: blank each frame with probability ``p`` (at least one
+    frame is kept), so a model learns not to rely on every frame being present."""
+
+    def __init__(self, p: float = 0.1, value: float = 0.0):
+        self.p, self.value = p, value
+
+    def __call__(self, clip: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        drop = torch.rand(clip.shape[0], generator=g) < self.p
+        if drop.all():
+            drop[int(torch.randint(0, clip.shape[0], (), generator=g))] = False
+        out = clip.clone()
+        out[drop] = self.value
+        return out
+
+
 class Normalize:
     def __init__(self, mean=KINETICS_MEAN, std=KINETICS_STD):
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)

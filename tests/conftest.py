@@ -47,14 +47,18 @@ def make_vfr_video(path, times_ms) -> Path:
     return Path(path)
 
 
+def _mux_silence(container, stream, n_frames: int) -> None:
+    for i in range(n_frames):
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        fr.sample_rate, fr.pts = 16000, i * 1024
+        for p in stream.encode(fr):
+            container.mux(p)
+
+
 def make_audio_only(path) -> Path:
     with av.open(str(path), "w") as c:
         s = c.add_stream("aac", rate=16000)
-        for i in range(8):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            fr.sample_rate, fr.pts = 16000, i * 1024
-            for p in s.encode(fr):
-                c.mux(p)
+        _mux_silence(c, s, 8)
         for p in s.encode():
             c.mux(p)
     return Path(path)
@@ -69,11 +73,7 @@ def make_video_with_audio(path, n=24, fps=8) -> Path:
         for i, frame in enumerate(coded_clip(n)):
             for p in v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 c.mux(p)
-        for i in range(int(n / fps * 16000 / 1024)):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            fr.sample_rate, fr.pts = 16000, i * 1024
-            for p in a.encode(fr):
-                c.mux(p)
+        _mux_silence(c, a, int(n / fps * 16000 / 1024))
         for s in (v, a):
             for p in s.encode():
                 c.mux(p)

@@ -1,0 +1,213 @@
+"""Building blocks shared by the video encoders, and the one encoder interface.
+
+Every encoder is a ``transformers.PreTrainedModel`` (config + ``save_pretrained`` /
+``from_pretrained`` + gradient checkpointing + PEFT compatibility) whose forward is
+
+    encoder(video: (B, T, C, H, W) float) -> EncoderOutput(tokens (B, N, D), pooled (B, D))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from vidfm.errors import ConfigError
+
+
+@dataclass
+class EncoderOutput(ModelOutput):
+    """``tokens``: (B, N, D) token features; ``pooled``: (B, D) one vector per clip."""
+
+    tokens: torch.FloatTensor | None = None
+    pooled: torch.FloatTensor | None = None
+
+
+class VideoEncoderConfig(PretrainedConfig):
+    """Fields every encoder config has; subclasses add their own."""
+
+    def __init__(self, num_channels: int = 3, num_frames: int = 8, image_size: int = 64, **kwargs):
+        self.num_channels = num_channels
+        self.num_frames = num_frames
+        self.image_size = image_size
+        super().__init__(**kwargs)
+
+
+class VideoEncoder(PreTrainedModel):
+    """Base class: subclasses set ``config_class`` and implement ``forward``.
+
+    ``output_dim`` is the width of ``pooled``; ``blocks`` (a ModuleList, bottom first) is
+    what freezing policies and adapters walk over.
+    """
+
+    main_input_name = "video"
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    @property
+    def output_dim(self) -> int:
+        return self.config.hidden_size
+
+    def check_video(self, video: torch.Tensor) -> None:
+        if video.ndim != 5 or video.shape[2] != self.config.num_channels:
+            raise ConfigError(
+                f"{type(self).__name__} expects video (B, T, {self.config.num_channels}, H, W), got {tuple(video.shape)}"
+            )
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.trunc_normal_(module.weight, std=getattr(self.config, "initializer_range", 0.02))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)):
+            if module.weight is not None:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample with probability ``p``."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection and PyTorch SDPA.
+
+    ``qkv_bias``: ``"qkv"`` (bias on all three), ``"qv"`` (VideoMAE: no key bias) or ``"none"``.
+    """
+
+    def __init__(self, dim: int, heads: int, qkv_bias: str = "qkv", attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"hidden size {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias == "qkv")
+        if qkv_bias == "qv":
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = attn_drop
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+        qkv = F.linear(x, self.qkv.weight, bias if bias is not None else self.qkv.bias)
+        q, k, v = rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        if prefix is not None:  # prefix tuning: learned keys/values prepended per layer
+            pk, pv = (rearrange(p, "b n (h d) -> b h n d", h=self.heads) for p in prefix)
+            k, v = torch.cat([pk.expand(k.shape[0], -1, -1, -1), k], 2), torch.cat([pv.expand(v.shape[0], -1, -1, -1), v], 2)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class Block(GradientCheckpointingLayer):
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, dim, heads, mlp_dim, qkv_bias="qkv", eps=1e-6, drop=0.0, attn_drop=0.0, drop_path=0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads, qkv_bias, attn_drop, drop)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, mlp_dim, drop)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:
+    """The fixed sine/cosine table of VideoMAE, ``(1, n_position, dim)``."""
+    pos = np.arange(n_position)[:, None]
+    j = np.arange(dim)[None, :]
+    angles = pos / np.power(10000, 2 * (j // 2) / dim)
+    table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
+    return torch.tensor(table, dtype=torch.float32)[None]
+
+
+def resize_grid_embedding(table: torch.Tensor, old: tuple[int, ...], new: tuple[int, ...]) -> torch.Tensor:
+    """Interpolate a (1, prod(old), D) position table laid out on grid ``old`` to grid
+    ``new`` (1-3 dims), so a model trained on 16 frames runs on 8 or 32 instead of crashing."""
+    if tuple(old) == tuple(new):
+        return table
+    d = table.shape[-1]
+    grid = table.reshape(1, *old, d).movedim(-1, 1)
+    mode = {1: "linear", 2: "bicubic", 3: "trilinear"}[len(old)]
+    grid = F.interpolate(grid, size=tuple(new), mode=mode, align_corners=False)
+    return grid.movedim(1, -1).reshape(1, -1, d)
+
+
+def stochastic_depth_rates(rate: float, depth: int) -> list[float]:
+    """Linearly increasing drop-path rates over ``depth`` blocks (the usual decay rule)."""
+    return [float(x) for x in torch.linspace(0, rate, depth)] if depth else []
+
+
+def load_transformers_checkpoint(name_or_path, model_type: str, prefix: str | None = None):
+    """``(hf_config, state_dict)`` of a transformers checkpoint: a local folder (safetensors
+    or .bin, task heads included) or a hub id. The base-model prefix (``videomae.``) is
+    stripped so task and base checkpoints convert the same way."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    try:
+        hf_config = AutoConfig.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{name_or_path}: not a transformers checkpoint ({str(e).splitlines()[0]})") from None
+    if hf_config.model_type != model_type:
+        raise ConfigError(f"{name_or_path}: expected a {model_type} checkpoint, found model_type {hf_config.model_type!r}")
+    folder = Path(name_or_path)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if files:
+        from safetensors.torch import load_file
+
+        state = {}
+        for f in files:
+            state.update(load_file(f))
+    else:
+        from transformers import AutoModel
+
+        state = AutoModel.from_pretrained(str(name_or_path)).state_dict()
+    strip = f"{prefix or model_type}."
+    return hf_config, {k[len(strip):] if k.startswith(strip) else k: v for k, v in state.items()}
+
+
+def load_converted(model: nn.Module, state: dict, source, optional: set[str] = frozenset()) -> None:
+    """Load converted weights, refusing anything that does not fit exactly."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in optional]
+    if missing or unexpected:
+        raise ConfigError(f"{source}: checkpoint does not fit this model (missing {missing[:5]}, unexpected {unexpected[:5]})")

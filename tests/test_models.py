@@ -1,0 +1,141 @@
+import pytest
+import torch
+from transformers import (
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    TimesformerConfig,
+    TimesformerForVideoClassification,
+    VideoMAEConfig,
+    VideoMAEForVideoClassification,
+    VideoMAEModel,
+)
+
+from vidfm.errors import ConfigError
+from vidfm.models import PRESETS, FrameEncoder, build_encoder, load_encoder, resolve_encoder
+
+TINY = [n for n in PRESETS if n.endswith("-tiny")]
+
+
+def enable_checkpointing(model):
+    fn = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    fn()
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_interface_save_load_and_backward(name, tmp_path):
+    torch.manual_seed(0)
+    model = build_encoder(name).eval()
+    video = torch.rand(2, 8, 3, 64, 64)
+    with torch.no_grad():
+        out = model(video)
+    assert out.tokens.ndim == 3 and out.tokens.shape[0] == 2 and out.tokens.shape[-1] == model.output_dim
+    assert out.pooled.shape == (2, model.output_dim) and torch.isfinite(out.pooled).all()
+    model.save_pretrained(tmp_path)
+    again = load_encoder(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(again(video).pooled, out.pooled, atol=1e-6)
+    model.train()
+    enable_checkpointing(model)
+    model(video).pooled.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert sum(g is not None and g.abs().sum() > 0 for g in grads) > 0.8 * len(grads)
+
+
+@pytest.mark.parametrize("name", ["videomae-tiny", "timesformer-tiny", "r2plus1d-tiny", "tsn-tiny", "frame-tiny"])
+def test_other_frame_counts_do_not_crash(name):
+    model = build_encoder(name).eval()
+    with torch.no_grad():
+        for t in (4, 16):
+            assert model(torch.rand(1, t, 3, 64, 64)).pooled.shape == (1, model.output_dim)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = build_encoder("videomae-tiny")
+    b = build_encoder("videomae-tiny")
+    b.load_state_dict(a.state_dict())
+    enable_checkpointing(b)
+    a.train(), b.train()
+    video = torch.rand(2, 8, 3, 64, 64)
+    a(video).pooled.sum().backward()
+    b(video).pooled.sum().backward()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-5)
+
+
+def _hf_videomae(cls):
+    cfg = VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=48,
+                         num_hidden_layers=2, num_attention_heads=3, intermediate_size=96, num_labels=5)  # fmt: skip
+    return cls(cfg).eval()
+
+
+@pytest.mark.parametrize("cls", [VideoMAEModel, VideoMAEForVideoClassification])
+def test_videomae_checkpoint_matches_transformers(cls, tmp_path):
+    torch.manual_seed(0)
+    hf = _hf_videomae(cls)
+    hf.save_pretrained(tmp_path)
+    ours = load_encoder(tmp_path).eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        ref = hf(video, output_hidden_states=True).hidden_states[-1]
+        out = ours(video)
+    assert (out.tokens - ref).abs().max() < 1e-5
+    if cls is VideoMAEForVideoClassification:
+        with torch.no_grad():
+            assert (hf.classifier(out.pooled) - hf(video).logits).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("attention", ["divided_space_time", "joint_space_time"])
+def test_timesformer_checkpoint_matches_transformers(attention, tmp_path):
+    torch.manual_seed(0)
+    cfg = TimesformerConfig(image_size=32, patch_size=8, num_frames=4, hidden_size=48, num_hidden_layers=2,
+                            num_attention_heads=3, intermediate_size=96, attention_type=attention, num_labels=3)  # fmt: skip
+    hf = TimesformerForVideoClassification(cfg).eval()
+    with torch.no_grad():  # zero-initialised embeddings would hide ordering mistakes
+        for n, p in hf.named_parameters():
+            if "embeddings" in n:
+                p.normal_(0, 0.02)
+    hf.save_pretrained(tmp_path)
+    ours = load_encoder(tmp_path).eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        ref = hf.timesformer(video).last_hidden_state
+        out = ours(video)
+    assert (out.tokens - ref).abs().max() < 1e-5
+    assert torch.allclose(out.pooled, ref[:, 0], atol=1e-5)
+
+
+def test_frame_encoder_wraps_a_clip_image_tower(tmp_path):
+    torch.manual_seed(0)
+    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, image_size=32, patch_size=8)).eval()  # fmt: skip
+    tower.save_pretrained(tmp_path / "clip")
+    enc = load_encoder(tmp_path / "clip", temporal="transformer", num_frames=4).eval()
+    assert isinstance(enc, FrameEncoder)
+    video = torch.rand(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        frames = enc.frame_features(video)
+        x = (video[0, 1:2] - torch.tensor(enc.config.pixel_mean).view(1, 3, 1, 1)) / torch.tensor(enc.config.pixel_std).view(1, 3, 1, 1)
+        assert torch.allclose(frames[0, 1], tower(pixel_values=x).pooler_output[0], atol=1e-5)  # pretrained weights kept
+        out = enc(video)
+    enc.save_pretrained(tmp_path / "ours")
+    again = load_encoder(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert torch.allclose(again(video).pooled, out.pooled, atol=1e-6)
+        assert enc(torch.rand(1, 4, 3, 48, 48)).pooled.shape == (1, 32)  # other resolutions interpolate
+
+
+def test_bad_encoder_requests(tmp_path):
+    with pytest.raises(ConfigError, match="unknown encoder 'resnet9000'; choose one of: r2plus1d-tiny"):
+        build_encoder("resnet9000")
+    with pytest.raises(ConfigError, match="not a preset"):
+        resolve_encoder("nope")
+    with pytest.raises(ConfigError, match="no config.json"):
+        load_encoder(tmp_path)
+    with pytest.raises(ConfigError, match="expects video"):
+        build_encoder("videomae-tiny")(torch.rand(2, 3, 64, 64))
+    with pytest.raises(ConfigError, match="multiple of the tubelet"):
+        build_encoder("videomae-tiny")(torch.rand(1, 5, 3, 64, 64))
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ConfigError, match="not a video encoder"):
+        load_encoder(tmp_path)

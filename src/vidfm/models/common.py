@@ -110,10 +110,9 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        bias = None
+        qkv = self.qkv(x)  # call the module (not its weight) so LoRA wrappers take effect
         if self.q_bias is not None:
-            bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
-        qkv = F.linear(x, self.qkv.weight, bias if bias is not None else self.qkv.bias)
+            qkv = qkv + torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         q, k, v = rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.heads)
         if prefix is not None:  # prefix tuning: learned keys/values prepended per layer
             pk, pv = (rearrange(p, "b n (h d) -> b h n d", h=self.heads) for p in prefix)

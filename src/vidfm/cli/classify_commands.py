@@ -1,0 +1,171 @@
+"""``vidfm train classify``, ``vidfm eval`` and ``vidfm predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vidfm.cli.common import print_json, progress
+from vidfm.errors import ConfigError
+
+
+def register(sub) -> None:
+    train = sub.add_parser("train", help="train a model (classify)", description="Train a model. Objectives: classify.")
+    tsub = train.add_subparsers(dest="objective", metavar="OBJECTIVE")
+    p = tsub.add_parser(
+        "classify",
+        help="train a video classifier",
+        description=(
+            "Train a video classifier on a synthetic world (vidfm synth), a CSV of 'path,label' or a folder with one "
+            "sub-folder per class. The best weights (by validation accuracy) are saved in OUT/best; OUT/checkpoint "
+            "lets an interrupted run resume; OUT/metrics.jsonl and OUT/curves.png record the run."
+        ),
+    )
+    p.add_argument("data", help="synthetic world folder, CSV file, or folder of class folders")
+    p.add_argument("--val", help="validation CSV or folder (default: the world's val split, or 15%% of DATA)")
+    p.add_argument("--encoder", default="videomae-tiny", help="preset name (e.g. videomae-tiny, timesformer-tiny, r2plus1d-tiny, tsn-tiny, slowfast-tiny, frame-tiny) or a folder to load")
+    p.add_argument("--adapt", default="full", help="full | linear | freeze:N | lora[:RANK] | adapter | parallel | prompt[:N] | prefix[:N]")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps (default 0.1)")
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0 disables)")
+    p.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="mixed precision")
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward to save memory")
+    p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (evaluation uses the EMA)")
+    p.add_argument("--early-stop", type=int, help="stop after this many evaluations without improvement")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0 = off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0 = off)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier head")
+    p.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
+    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    p.add_argument("--per-class", type=int, help="use at most this many training videos per class (few-shot)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="save a resumable checkpoint every N steps")
+    p.add_argument("--on-error", default="skip", choices=["skip", "raise"], help="what to do with videos that fail to decode")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in OUT and start over")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=run_train_classify)
+    train.set_defaults(run=lambda args: (train.print_help(), 2)[1])
+
+    e = sub.add_parser("eval", help="evaluate a trained classifier", description="Top-1, top-5, per-class accuracy and a confusion-matrix PNG.")
+    e.add_argument("model", help="run folder (uses RUN/best) or a saved classifier folder")
+    e.add_argument("data", help="synthetic world folder (with --split), CSV or folder of class folders")
+    e.add_argument("--split", default="test", help="world split: train, val, test or compositional (default test)")
+    e.add_argument("--confusion", help="write the confusion matrix PNG here (default MODEL/confusion_<split>.png)")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(run=run_eval)
+
+    pr = sub.add_parser("predict", help="top-k labels of a video", description="Classify one or more videos with a trained classifier.")
+    pr.add_argument("model", help="run folder (uses RUN/best) or a saved classifier folder")
+    pr.add_argument("videos", nargs="+", metavar="VIDEO")
+    pr.add_argument("--top", type=int, default=5)
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(run=run_predict)
+
+
+def parse_adapt(spec: str) -> tuple[str, dict]:
+    method, _, arg = spec.partition(":")
+    try:
+        if method == "freeze":
+            return method, {"blocks": int(arg or 0)}
+        if method == "lora":
+            rank = int(arg or 8)
+            return method, {"rank": rank, "alpha": 2 * rank}
+        if method in ("prompt", "prefix"):
+            return method, {"tokens": int(arg or 8)}
+    except ValueError:
+        raise ConfigError(f"--adapt {spec!r}: expected a whole number after ':'") from None
+    return method, {}
+
+
+def run_train_classify(args) -> int:
+    from vidfm.tasks.classify import train_classifier
+    from vidfm.training import TrainConfig
+
+    method, options = parse_adapt(args.adapt)
+    cfg = TrainConfig(
+        output_dir=args.out, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_ratio=args.warmup, grad_accum=args.grad_accum,
+        max_grad_norm=args.clip_grad or None, mixed_precision=args.precision, gradient_checkpointing=args.grad_checkpointing,
+        ema_decay=args.ema, early_stopping_patience=args.early_stop, checkpoint_every_steps=args.checkpoint_every, seed=args.seed,
+    )  # fmt: skip
+    summary = train_classifier(
+        args.data, args.encoder, train_config=cfg, val=args.val, adaptation=method, adaptation_options=options,
+        num_frames=args.frames, size=args.size, dropout=args.dropout, drop_path=args.drop_path,
+        label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, cutmix_alpha=args.cutmix,
+        on_error=args.on_error, limit_train=args.per_class, resume=not args.fresh,
+    )  # fmt: skip
+    summary.pop("history")
+    if args.json:
+        print_json(summary)
+        return 0
+    p = summary["params"]
+    print(f"trained {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s; "
+          f"trainable {p['trainable']:,} of {p['total']:,} parameters ({p['percent']:.2f} %)")  # fmt: skip
+    print(f"best validation accuracy {summary['best']:.4f}" + (" (stopped early)" if summary["stopped_early"] else ""))
+    if summary["skipped_videos"]:
+        print(f"skipped {len(summary['skipped_videos'])} unreadable videos: {', '.join(summary['skipped_videos'][:5])}")
+    print(f"model: {Path(args.out) / 'best'}   curves: {Path(args.out) / 'curves.png'}")
+    return 0
+
+
+def _load_classifier(path):
+    from vidfm.tasks.classify import VideoClassifier
+
+    path = Path(path)
+    if (path / "best" / "classifier.json").exists():
+        path = path / "best"
+    return VideoClassifier.from_pretrained(path), path
+
+
+def run_eval(args) -> int:
+    from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_from_csv, classification_from_folder
+    from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
+
+    model, path = _load_classifier(args.model)
+    data = Path(args.data)
+    common = dict(num_frames=model.num_frames, decode_size=(model.image_size, model.image_size), sampler="segments")
+    if (data / "world.json").exists():
+        world = SyntheticWorld(data)
+        if world.classes != model.classes:
+            raise ConfigError(f"{data}: the world's labels differ from the model's")
+        dataset = world.classification(args.split, **common)
+    else:
+        records = (classification_from_csv(data, classes=model.classes) if data.suffix.lower() == ".csv" else classification_from_folder(data, classes=model.classes))[0]
+        dataset = VideoDataset(records, **common)
+    metrics = evaluate_classifier(model, dataset, args.batch_size, progress=lambda it: progress(it, "evaluating", unit="batch"))
+    out = Path(args.confusion) if args.confusion else path / f"confusion_{args.split if (data / 'world.json').exists() else 'data'}.png"
+    plot_confusion_for(metrics, model.classes, out)
+    metrics["confusion_png"] = str(out)
+    if args.json:
+        print_json(metrics)
+        return 0
+    k = [key for key in metrics if key.startswith("top") and key != "top1"][0]
+    print(f"{metrics['count']} videos: top-1 {metrics['accuracy']:.4f}, {k} {metrics[k]:.4f}, mean class accuracy {metrics['mean_class_accuracy']:.4f}")
+    for name, acc in metrics["per_class_accuracy"].items():
+        print(f"  {name:<16} {'-' if acc != acc else f'{acc:.3f}'}")
+    print(f"confusion matrix: {out}")
+    return 0
+
+
+def run_predict(args) -> int:
+    from vidfm.tasks.classify import predict
+
+    model, _ = _load_classifier(args.model)
+    results = {v: predict(model, v, top=args.top) for v in args.videos}
+    if args.json:
+        print_json({v: [{"label": lab, "probability": p} for lab, p in r] for v, r in results.items()})
+        return 0
+    for v, r in results.items():
+        print(v)
+        for lab, p in r:
+            print(f"  {p:6.3f}  {lab}")
+    return 0

@@ -1,0 +1,262 @@
+"""Video classification: train, evaluate and predict with any encoder and adaptation."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidfm.adapt import apply_adaptation, encoder_is_frozen, trainable_parameters
+from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_from_csv, classification_from_folder
+from vidfm.data.transforms import Compose, HorizontalFlip, RandomResizedCrop, Resize, CenterCrop, ColorJitter, cutmix, mixup
+from vidfm.errors import ConfigError, DatasetError
+from vidfm.metrics.classification import classification_metrics, plot_confusion
+from vidfm.models import ENCODER_CLASSES, VideoEncoder, resolve_encoder
+from vidfm.training import Trainer, TrainConfig
+
+
+class VideoClassifier(nn.Module):
+    """An encoder, a dropout + linear head on its pooled vector, and the class names."""
+
+    def __init__(self, encoder: VideoEncoder, classes: list[str], dropout: float = 0.0):
+        super().__init__()
+        if len(classes) < 2:
+            raise ConfigError(f"a classifier needs at least 2 classes, got {classes}")
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.output_dim, len(classes)))
+        self.classes = list(classes)
+        self.dropout = dropout
+        self.adaptation: dict | None = None
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(video).pooled)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and encoder_is_frozen(self):
+            self.encoder.eval()  # linear probe: frozen BatchNorm statistics and dropout
+        return self
+
+    @property
+    def num_frames(self) -> int:
+        return self.encoder.config.num_frames
+
+    @property
+    def image_size(self) -> int:
+        return self.encoder.config.image_size
+
+    def save_pretrained(self, path) -> Path:
+        """``config.json`` of the encoder, all weights (adaptation modules included) and
+        ``classifier.json`` (classes, head dropout, adaptation) so ``from_pretrained`` can
+        rebuild the exact structure."""
+        from safetensors.torch import save_file
+
+        from vidfm.training import atomic_save_dir
+
+        def write(d: Path):
+            self.encoder.config.save_pretrained(d)
+            state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
+            save_file(state, d / "model.safetensors")
+            meta = {"classes": self.classes, "dropout": self.dropout, "adaptation": self.adaptation}
+            (d / "classifier.json").write_text(json.dumps(meta, indent=2))
+
+        atomic_save_dir(Path(path), write)
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path) -> "VideoClassifier":
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "classifier.json").exists():
+            raise ConfigError(f"{path}: not a saved classifier (no classifier.json); train one with 'vidfm train classify'")
+        meta = json.loads((path / "classifier.json").read_text())
+        model_type = json.loads((path / "config.json").read_text())["model_type"]
+        encoder_cls = ENCODER_CLASSES[model_type]
+        encoder = encoder_cls(encoder_cls.config_class.from_pretrained(str(path)))
+        model = cls(encoder, meta["classes"], meta.get("dropout", 0.0))
+        if meta.get("adaptation"):
+            apply_adaptation(model, **meta["adaptation"])
+        try:
+            model.load_state_dict(load_file(path / "model.safetensors"))
+        except RuntimeError as e:
+            raise ConfigError(f"{path}: weights do not match the saved configuration ({str(e).splitlines()[0]})") from None
+        return model.eval()
+
+
+# -- data ----------------------------------------------------------------------------------
+def classification_datasets(
+    data, val=None, *, num_frames=8, size=64, sampler="segments", augment=True, val_fraction=0.15, seed=0, on_error="skip"
+):
+    """``(train, val, test_or_None, classes)`` from a synthetic world folder, a CSV
+    (``path,label``) or a folder-per-class tree; ``val`` overrides the validation data."""
+    data = Path(data)
+    common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, seed=seed)
+    tf_train = Compose([RandomResizedCrop(size, scale=(0.7, 1.0)), HorizontalFlip(), ColorJitter()]) if augment else None
+    tf_eval = Compose([Resize(size), CenterCrop(size)])
+    if (data / "world.json").exists():
+        world = SyntheticWorld(data)
+        # horizontal flips swap "left" and "right": never flip a world whose labels have directions
+        tf_train = Compose([RandomResizedCrop(size, scale=(0.7, 1.0)), ColorJitter()]) if augment else None
+        make = lambda split, train: world.classification(split, sampler=sampler, train=train, transform=tf_train if train else tf_eval, **common)  # noqa: E731
+        return make("train", True), make("val", False), make("test", False), world.classes
+    if data.suffix.lower() == ".csv":
+        records, classes = classification_from_csv(data)
+    elif data.is_dir():
+        records, classes = classification_from_folder(data)
+    else:
+        raise DatasetError(f"{data}: expected a synthetic world folder, a CSV file or a folder of class folders")
+    if val is not None:
+        val_path = Path(val)
+        val_records = (classification_from_csv(val_path, classes=classes) if val_path.suffix.lower() == ".csv" else classification_from_folder(val_path, classes=classes))[0]
+        train_records = records
+    else:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(records))
+        n_val = max(1, int(round(len(records) * val_fraction))) if len(records) > 1 else 0
+        val_records = [records[i] for i in order[:n_val]]
+        train_records = [records[i] for i in order[n_val:]]
+    if not train_records or not val_records:
+        raise DatasetError(f"{data}: need at least one training and one validation video")
+    train = VideoDataset(train_records, sampler=sampler, train=True, transform=tf_train, **common)
+    return train, VideoDataset(val_records, sampler=sampler, transform=tf_eval, **common), None, classes
+
+
+# -- objective and evaluation --------------------------------------------------------------
+def make_loss_fn(num_classes: int, label_smoothing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, mix_prob: float = 1.0, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(model, batch):
+        video, labels = batch["video"], batch["label"]
+        use_mix = (mixup_alpha > 0 or cutmix_alpha > 0) and float(torch.rand((), generator=g)) < mix_prob
+        if use_mix:
+            use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or float(torch.rand((), generator=g)) < 0.5)
+            fn, alpha = (cutmix, cutmix_alpha) if use_cutmix else (mixup, mixup_alpha)
+            video, soft, _ = fn(video, labels, num_classes, alpha, g)
+            soft = soft.to(video.device)
+            if label_smoothing:
+                soft = soft * (1 - label_smoothing) + label_smoothing / num_classes
+            logits = model(video)
+            loss = torch.sum(-soft * F.log_softmax(logits.float(), -1), -1).mean()
+            return loss, {}
+        logits = model(video)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        return loss, {"train_acc": float((logits.argmax(-1) == labels).float().mean())}
+
+    return loss_fn
+
+
+def evaluate_fn_for(num_classes: int):
+    def evaluate_fn(model, loader, accelerator):
+        logits, labels = [], []
+        for batch in loader:
+            out = model(batch["video"])
+            out, lab = accelerator.gather_for_metrics((out.float(), batch["label"]))
+            logits.append(out.cpu())
+            labels.append(lab.cpu())
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        metrics = classification_metrics(logits, labels, num_classes)
+        metrics["loss"] = float(F.cross_entropy(logits, labels))
+        return metrics
+
+    return evaluate_fn
+
+
+def train_classifier(
+    data,
+    encoder: str = "videomae-tiny",
+    *,
+    train_config: TrainConfig,
+    val=None,
+    adaptation: str = "full",
+    adaptation_options: dict | None = None,
+    num_frames: int = 8,
+    size: int = 64,
+    dropout: float = 0.0,
+    drop_path: float = 0.0,
+    label_smoothing: float = 0.0,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    on_error: str = "skip",
+    limit_train: int | None = None,
+    resume: bool = True,
+) -> dict:
+    """Train a classifier end to end; the best weights land in ``output_dir/best``."""
+    train, val_ds, test, classes = classification_datasets(data, val, num_frames=num_frames, size=size, seed=train_config.seed, on_error=on_error)
+    if limit_train:
+        train = _subset(train, limit_train, classes, train_config.seed)
+    overrides = {"num_frames": num_frames, "image_size": size}
+    if drop_path:
+        overrides["drop_path_rate"] = drop_path
+    enc = resolve_encoder(encoder, **overrides)
+    torch.manual_seed(train_config.seed)
+    model = VideoClassifier(enc, classes, dropout)
+    apply_adaptation(model, adaptation, **(adaptation_options or {}))
+    params = trainable_parameters(model)
+    train_config.extra = {
+        "task": "classify", "data": str(data), "encoder": encoder, "adaptation": adaptation,
+        "adaptation_options": adaptation_options or {}, "num_frames": num_frames, "size": size, "classes": classes,
+    }  # fmt: skip
+    trainer = Trainer(
+        model,
+        train_config,
+        train,
+        make_loss_fn(len(classes), label_smoothing, mixup_alpha, cutmix_alpha, seed=train_config.seed),
+        val_dataset=val_ds,
+        evaluate_fn=evaluate_fn_for(len(classes)),
+        save_fn=lambda m, path: m.save_pretrained(path),
+    )
+    summary = trainer.fit(resume=resume)
+    summary.update(params=params, classes=classes, train_videos=len(train), val_videos=len(val_ds), skipped_videos=sorted(train.skipped | val_ds.skipped))
+    return summary
+
+
+def _subset(dataset: VideoDataset, per_class: int, classes, seed: int) -> VideoDataset:
+    """At most ``per_class`` training videos per class (few-label experiments)."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(len(classes)):
+        idx = [i for i, r in enumerate(dataset.records) if r["label"] == c]
+        keep += list(rng.permutation(idx)[:per_class])
+    kw = {k: getattr(dataset, k) for k in ("num_frames", "sampler", "stride", "transform", "temporal", "decode_size", "train", "on_error", "seed")}
+    return VideoDataset([dataset.records[i] for i in sorted(keep)], **kw)
+
+
+def evaluate_classifier(model: VideoClassifier, dataset: VideoDataset, batch_size: int = 16, progress=None) -> dict:
+    from torch.utils.data import DataLoader
+
+    model.eval()
+    logits, labels = [], []
+    loader = DataLoader(dataset, batch_size=batch_size)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for batch in progress(loader) if progress else loader:
+            logits.append(model(batch["video"]))
+            labels.append(batch["label"])
+    metrics = classification_metrics(torch.cat(logits), torch.cat(labels), len(model.classes))
+    metrics["seconds"] = time.perf_counter() - started
+    metrics["per_class_accuracy"] = dict(zip(model.classes, metrics["per_class_accuracy"]))
+    return metrics
+
+
+def predict(model: VideoClassifier, video_path, top: int = 5, sampler: str = "segments") -> list[tuple[str, float]]:
+    """Top-``top`` (label, probability) for one video file."""
+    dataset = VideoDataset([{"path": str(video_path)}], num_frames=model.num_frames, sampler=sampler,
+                           decode_size=(model.image_size, model.image_size), on_error="raise")  # fmt: skip
+    clip = dataset[0]["video"][None]
+    with torch.no_grad():
+        probs = model.eval()(clip).softmax(-1)[0]
+    values, idx = probs.topk(min(top, len(model.classes)))
+    return [(model.classes[i], float(v)) for v, i in zip(values, idx)]
+
+
+def plot_confusion_for(metrics: dict, classes, path) -> None:
+    plot_confusion(metrics["confusion"], classes, path, title=f"top-1 {metrics['accuracy']:.3f}")
+
+
+__all__ = ["VideoClassifier", "classification_datasets", "evaluate_classifier", "predict", "train_classifier"]

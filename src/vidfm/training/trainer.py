@@ -113,9 +113,15 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------
     def _accelerator(self):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState, GradientState, PartialState
         from accelerate.utils import DistributedDataParallelKwargs
 
         cpu = not torch.cuda.is_available()
+        if not PartialState(cpu=cpu).use_distributed:  # cpu=True is what detects gloo multi-CPU runs
+            # accelerate keeps one global state per process; a second Trainer in the same
+            # process (a notebook, a benchmark) may want another precision or accumulation.
+            AcceleratorState._reset_state()
+            GradientState._reset_state()
         return Accelerator(
             mixed_precision=self.config.mixed_precision,
             gradient_accumulation_steps=self.config.grad_accum,
@@ -126,10 +132,13 @@ class Trainer:
     def _loader(self, dataset, shuffle: bool, epoch: int = 0) -> DataLoader:
         g = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
         sampler = RandomSampler(dataset, generator=g) if shuffle else None
+        # The loader's own generator: otherwise each new iterator draws its base seed from the
+        # global RNG, and a resumed run would replay dropout masks shifted by one draw.
         return DataLoader(
             dataset,
             batch_size=self.config.batch_size,
             sampler=sampler,
+            generator=torch.Generator().manual_seed(self.config.seed * 1000 + epoch + 1),
             shuffle=False,
             num_workers=self.config.num_workers,
             collate_fn=self.collate_fn,
@@ -143,12 +152,7 @@ class Trainer:
         self.accelerator = acc
         _seed_everything(cfg.seed)
         if cfg.gradient_checkpointing:
-            enable = getattr(self.model, "activation_checkpointing_enable", None) or getattr(
-                self.model, "gradient_checkpointing_enable", None
-            )
-            if enable is None:
-                raise ConfigError("this model does not support gradient checkpointing")
-            enable()
+            enable_gradient_checkpointing(self.model)
         self.out.mkdir(parents=True, exist_ok=True)
         steps_per_epoch = max(1, len(self._loader(self.train_dataset, True)) // (cfg.grad_accum * acc.num_processes))
         total = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -302,6 +306,21 @@ class Trainer:
         np.random.set_state(blob["rng"]["numpy"])
         random.setstate(blob["rng"]["python"])
         return blob["state"]
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Switch on activation checkpointing in the outermost transformers models inside
+    ``model`` (the encoder of a classifier, say)."""
+    from transformers import PreTrainedModel
+
+    found = []
+    for m in model.modules():
+        if isinstance(m, PreTrainedModel) and not any(m is not f and any(m is x for x in f.modules()) for f in found):
+            found.append(m)
+    if not found:
+        raise ConfigError(f"{type(model).__name__} has no layers that support gradient checkpointing")
+    for m in found:
+        (getattr(m, "activation_checkpointing_enable", None) or m.gradient_checkpointing_enable)()
 
 
 def atomic_save_dir(final: Path, write: Callable[[Path], object]) -> None:

@@ -1,0 +1,110 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from train_helpers import make_trainer
+from vidfm.errors import ConfigError
+from vidfm.training import TrainConfig
+
+HERE = Path(__file__).parent
+
+
+def test_fit_logs_metrics_curves_and_best_model(tmp_path):
+    summary = make_trainer(tmp_path).fit()
+    assert summary["steps"] == 18 and summary["epochs"] == 3  # 48 clips / batch 8 = 6 steps per epoch
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("train_loss" in r for r in rows) and sum("val_accuracy" in r for r in rows) == 3
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "best" / "model.safetensors").exists()
+    losses = [r["train_loss"] for r in rows if "train_loss" in r]
+    assert losses[-1] < losses[0]  # it learns
+
+
+def test_resume_after_a_real_kill_matches_an_uninterrupted_run(tmp_path):
+    straight = make_trainer(tmp_path / "straight")
+    straight.fit()
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    killed = subprocess.run([sys.executable, str(HERE / "train_helpers.py"), str(tmp_path / "killed"), "10"], env=env, capture_output=True)
+    assert killed.returncode == -9  # SIGKILL after 10 batches; the step-8 checkpoint survives
+    state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 8
+    resumed = make_trainer(tmp_path / "killed")
+    summary = resumed.fit()
+    assert summary["steps"] == 18
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    rows = lambda p: [json.loads(line) for line in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    val = lambda rs: [r["val_accuracy"] for r in rs if "val_accuracy" in r]  # noqa: E731
+    assert val(rows(tmp_path / "straight")) == val(rows(tmp_path / "killed"))
+
+
+def test_gradient_accumulation_equals_a_bigger_batch(tmp_path):
+    a = make_trainer(tmp_path / "a", max_steps=2, batch_size=8, grad_accum=1)
+    b = make_trainer(tmp_path / "b", max_steps=2, batch_size=4, grad_accum=2)
+    for t in (a, b):
+        t.model.encoder.config.hidden_dropout_prob = 0.0
+        for m in t.model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+    a.fit(), b.fit()
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5)
+
+
+def test_early_stopping_and_ema(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=10, early_stopping_patience=1, ema_decay=0.9, metric="loss", metric_mode="max")
+    summary = trainer.fit()  # "maximising" validation loss stops as soon as it goes down
+    assert summary["stopped_early"] and summary["epochs"] < 10
+    saved = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
+    ema, raw = saved["ema"], saved["model"]
+    assert any(not torch.equal(ema[f"module.{k}"], v) for k, v in raw.items() if f"module.{k}" in ema)
+
+
+def test_bf16_autocast_and_gradient_checkpointing(tmp_path):
+    summary = make_trainer(tmp_path, max_steps=3, mixed_precision="bf16", gradient_checkpointing=True).fit()
+    assert summary["steps"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows if "train_loss" in r)
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    make_trainer(tmp_path, max_steps=4).fit()
+    (tmp_path / "checkpoint" / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match="checkpoint is unreadable"):
+        make_trainer(tmp_path, max_steps=8).fit()
+
+
+@pytest.mark.parametrize(
+    "field,value,msg",
+    [("lr", 0.0, "learning rate"), ("mixed_precision", "fp8", "mixed_precision"), ("batch_size", 0, "batch_size"), ("ema_decay", 1.5, "ema_decay")],
+)
+def test_bad_training_settings(field, value, msg):
+    cfg = TrainConfig(**{field: value})
+    with pytest.raises(ConfigError, match=msg):
+        cfg.validate()
+
+
+def test_data_parallel_two_cpu_processes(tmp_path):
+    """DDP through accelerate on 2 CPU processes (gloo): gradients are averaged, so both
+    ranks end with identical weights, and the run resumes like a single-process one."""
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import sys, torch\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "from train_helpers import make_trainer\n"
+        "t = make_trainer(sys.argv[1], max_steps=4, batch_size=4)\n"
+        "s = t.fit()\n"
+        "rank = t.accelerator.process_index\n"
+        "torch.save({k: v for k, v in t.model.state_dict().items()}, f'{sys.argv[1]}/rank{rank}.pt')\n"
+        "print('world', t.accelerator.num_processes, 'steps', s['steps'])\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(script), str(tmp_path / "run")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("world 2 steps 4") == 2
+    a, b = (torch.load(tmp_path / "run" / f"rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -151,3 +151,14 @@ def test_merge_and_load_errors(tmp_path):
         load_adaptation(apply_adaptation(classifier(), "adapter"), tmp_path / "lora")
     with pytest.raises(ConfigError, match="no adapter.json"):
         load_adaptation(classifier(), tmp_path)
+
+
+def test_a_trained_run_folder_provides_its_encoder(tmp_path):
+    from vidfm.models import load_encoder
+
+    model = apply_adaptation(classifier(), "lora", rank=2)
+    train_step(model)
+    model.eval().save_pretrained(tmp_path / "run" / "best")
+    encoder = load_encoder(tmp_path / "run").eval()  # the run folder, not only .../best
+    with torch.no_grad():
+        assert torch.allclose(encoder(VIDEO).pooled, model.encoder(VIDEO).pooled, atol=1e-6)

@@ -60,9 +60,16 @@ def build_encoder(name: str, **overrides) -> VideoEncoder:
 
 
 def load_encoder(path, **kwargs) -> VideoEncoder:
-    """Open an encoder folder: vidfm's own, transformers VideoMAE/TimeSformer, or an image
-    tower (CLIP, SigLIP, ViT) which becomes a ``FrameEncoder``."""
+    """Open an encoder folder: vidfm's own, a trained classifier or run folder (its encoder),
+    transformers VideoMAE/TimeSformer, or an image tower (CLIP, SigLIP, ViT) which becomes
+    a ``FrameEncoder``."""
     folder = Path(path)
+    if (folder / "best" / "classifier.json").exists():  # a training run folder
+        folder = folder / "best"
+    if (folder / "classifier.json").exists():  # a trained classifier: reuse its encoder
+        from vidfm.tasks.classify import VideoClassifier
+
+        return VideoClassifier.from_pretrained(folder).encoder.train()
     cfg_file = folder / "config.json"
     if not cfg_file.exists():
         raise ConfigError(f"{folder}: no config.json; expected a saved encoder folder")

@@ -91,7 +91,18 @@ class R2Plus1DConfig(VideoEncoderConfig):
         self.hidden_size = self.widths[-1]
 
 
-class R2Plus1DEncoder(VideoEncoder):
+class _StagedCNN(VideoEncoder):
+    """A stem followed by ``blocks`` (stages) on (B, C, T, H, W)."""
+
+    def features(self, video: torch.Tensor) -> torch.Tensor:
+        self.check_video(video)
+        x = self.stem(rearrange(video, "b t c h w -> b c t h w"))
+        for stage in self.blocks:
+            x = stage(x)
+        return x
+
+
+class R2Plus1DEncoder(_StagedCNN):
     """R(2+1)D: every 3D convolution factorised into spatial 2D + temporal 1D (Tran et al.)."""
 
     config_class = R2Plus1DConfig
@@ -111,10 +122,7 @@ class R2Plus1DEncoder(VideoEncoder):
         self.post_init()
 
     def forward(self, video: torch.Tensor) -> EncoderOutput:
-        self.check_video(video)
-        x = self.stem(rearrange(video, "b t c h w -> b c t h w"))
-        for stage in self.blocks:
-            x = stage(x)
+        x = self.features(video)
         return EncoderOutput(tokens=rearrange(x, "b c t h w -> b (t h w) c"), pooled=x.mean((2, 3, 4)))
 
 
@@ -131,7 +139,7 @@ class TSNConfig(VideoEncoderConfig):
         self.hidden_size = self.widths[-1]
 
 
-class TSNEncoder(VideoEncoder):
+class TSNEncoder(_StagedCNN):
     """A 2D CNN applied to every frame, then temporal modelling over the frame features:
     ``avg`` (TSN's segmental consensus), ``tconv`` (residual temporal convolution) or
     ``lstm``. Tokens are the per-frame features (B, T, D)."""
@@ -157,11 +165,7 @@ class TSNEncoder(VideoEncoder):
         self.post_init()
 
     def forward(self, video: torch.Tensor) -> EncoderOutput:
-        self.check_video(video)
-        x = self.stem(rearrange(video, "b t c h w -> b c t h w"))
-        for stage in self.blocks:
-            x = stage(x)
-        frames = rearrange(x.mean((3, 4)), "b c t -> b t c")
+        frames = rearrange(self.features(video).mean((3, 4)), "b c t -> b t c")
         if self.config.temporal == "tconv":
             frames = frames + rearrange(self.temporal(rearrange(frames, "b t c -> b c t")), "b c t -> b t c")
         elif self.config.temporal == "lstm":

@@ -40,6 +40,39 @@ class VideoEncoderConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
+class ViTEncoderConfig(VideoEncoderConfig):
+    """Fields shared by the transformer encoders (VideoMAE, TimeSformer)."""
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        patch_size: int = 8,
+        num_frames: int = 8,
+        num_channels: int = 3,
+        hidden_size: int = 96,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 3,
+        intermediate_size: int = 384,
+        layer_norm_eps: float = 1e-6,
+        hidden_dropout_prob: float = 0.0,
+        attention_probs_dropout_prob: float = 0.0,
+        drop_path_rate: float = 0.0,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        super().__init__(num_channels=num_channels, num_frames=num_frames, image_size=image_size, **kwargs)
+        self.patch_size = patch_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.layer_norm_eps = layer_norm_eps
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.drop_path_rate = drop_path_rate
+        self.initializer_range = initializer_range
+
+
 class VideoEncoder(PreTrainedModel):
     """Base class: subclasses set ``config_class`` and implement ``forward``.
 
@@ -110,9 +143,14 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        qkv = self.qkv(x)  # call the module (not its weight) so LoRA wrappers take effect
-        if self.q_bias is not None:
-            qkv = qkv + torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+        if self.q_bias is None:
+            qkv = self.qkv(x)
+        else:
+            bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+            if type(self.qkv) is nn.Linear:  # fold the bias into the matmul (one fused addmm)
+                qkv = F.linear(x, self.qkv.weight, bias)
+            else:  # a wrapped layer (LoRA): call the module so the wrapper takes effect
+                qkv = self.qkv(x) + bias
         q, k, v = rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.heads)
         if prefix is not None:  # prefix tuning: learned keys/values prepended per layer
             pk, pv = (rearrange(p, "b n (h d) -> b h n d", h=self.heads) for p in prefix)

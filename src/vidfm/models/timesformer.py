@@ -21,7 +21,7 @@ from vidfm.models.common import (
     EncoderOutput,
     Mlp,
     VideoEncoder,
-    VideoEncoderConfig,
+    ViTEncoderConfig,
     load_converted,
     load_transformers_checkpoint,
     resize_grid_embedding,
@@ -32,43 +32,15 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time")
 
 
-class TimeSformerConfig(VideoEncoderConfig):
+class TimeSformerConfig(ViTEncoderConfig):
     model_type = "vidfm_timesformer"
 
-    def __init__(
-        self,
-        image_size: int = 64,
-        patch_size: int = 8,
-        num_frames: int = 8,
-        num_channels: int = 3,
-        hidden_size: int = 96,
-        num_hidden_layers: int = 4,
-        num_attention_heads: int = 3,
-        intermediate_size: int = 384,
-        qkv_bias: bool = True,
-        layer_norm_eps: float = 1e-6,
-        hidden_dropout_prob: float = 0.0,
-        attention_probs_dropout_prob: float = 0.0,
-        drop_path_rate: float = 0.0,
-        attention_type: str = "divided_space_time",
-        initializer_range: float = 0.02,
-        **kwargs,
-    ):
-        super().__init__(num_channels=num_channels, num_frames=num_frames, image_size=image_size, **kwargs)
+    def __init__(self, qkv_bias: bool = True, attention_type: str = "divided_space_time", **kwargs):
+        super().__init__(**kwargs)
         if attention_type not in ATTENTION_TYPES:
             raise ConfigError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
-        self.patch_size = patch_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
         self.qkv_bias = qkv_bias
-        self.layer_norm_eps = layer_norm_eps
-        self.hidden_dropout_prob = hidden_dropout_prob
-        self.attention_probs_dropout_prob = attention_probs_dropout_prob
-        self.drop_path_rate = drop_path_rate
         self.attention_type = attention_type
-        self.initializer_range = initializer_range
 
 
 class DividedBlock(GradientCheckpointingLayer):

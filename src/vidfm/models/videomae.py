@@ -25,52 +25,29 @@ from vidfm.models.common import (
     load_transformers_checkpoint,
     EncoderOutput,
     VideoEncoder,
-    VideoEncoderConfig,
+    ViTEncoderConfig,
     resize_grid_embedding,
     sinusoid_table,
     stochastic_depth_rates,
 )
 
 
-class VideoMAEConfig(VideoEncoderConfig):
+class VideoMAEConfig(ViTEncoderConfig):
     model_type = "vidfm_videomae"
 
     def __init__(
         self,
-        image_size: int = 64,
-        patch_size: int = 8,
-        num_frames: int = 8,
         tubelet_size: int = 2,
-        num_channels: int = 3,
-        hidden_size: int = 96,
-        num_hidden_layers: int = 4,
-        num_attention_heads: int = 3,
-        intermediate_size: int = 384,
         qkv_bias: str = "qv",
-        layer_norm_eps: float = 1e-6,
-        hidden_dropout_prob: float = 0.0,
-        attention_probs_dropout_prob: float = 0.0,
-        drop_path_rate: float = 0.0,
         use_mean_pooling: bool = True,
         pool_norm_eps: float = 1e-5,
-        initializer_range: float = 0.02,
         **kwargs,
     ):
-        super().__init__(num_channels=num_channels, num_frames=num_frames, image_size=image_size, **kwargs)
-        self.patch_size = patch_size
+        super().__init__(**kwargs)
         self.tubelet_size = tubelet_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
         self.qkv_bias = qkv_bias
-        self.layer_norm_eps = layer_norm_eps
-        self.hidden_dropout_prob = hidden_dropout_prob
-        self.attention_probs_dropout_prob = attention_probs_dropout_prob
-        self.drop_path_rate = drop_path_rate
         self.use_mean_pooling = use_mean_pooling
         self.pool_norm_eps = pool_norm_eps
-        self.initializer_range = initializer_range
 
     def grid(self, num_frames: int | None = None, height: int | None = None, width: int | None = None):
         t = (num_frames or self.num_frames) // self.tubelet_size

@@ -49,6 +49,17 @@ def test_other_frame_counts_do_not_crash(name):
             assert model(torch.rand(1, t, 3, 64, 64)).pooled.shape == (1, model.output_dim)
 
 
+@pytest.mark.parametrize("name", ["videomae-tiny", "timesformer-tiny", "r2plus1d-tiny"])
+def test_stochastic_depth_is_random_in_training_only(name):
+    model = build_encoder(name, drop_path_rate=0.5)
+    video = torch.rand(4, 8, 3, 64, 64)
+    with torch.no_grad():
+        model.train()
+        assert not torch.allclose(model(video).pooled, model(video).pooled)
+        model.eval()
+        assert torch.equal(model(video).pooled, model(video).pooled)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     a = build_encoder("videomae-tiny")

@@ -71,6 +71,14 @@ def test_bf16_autocast_and_gradient_checkpointing(tmp_path):
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows if "train_loss" in r)
 
 
+def test_mixup_and_cutmix_train(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=4, loss_options={"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "label_smoothing": 0.1})
+    summary = trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train_loss"] for r in rows if "train_loss" in r]
+    assert summary["steps"] == 24 and losses[-1] < losses[0]
+
+
 def test_corrupt_checkpoint_is_reported(tmp_path):
     make_trainer(tmp_path, max_steps=4).fit()
     (tmp_path / "checkpoint" / "state.pt").write_bytes(b"garbage")
@@ -102,7 +110,9 @@ def test_data_parallel_two_cpu_processes(tmp_path):
         "torch.save({k: v for k, v in t.model.state_dict().items()}, f'{sys.argv[1]}/rank{rank}.pt')\n"
         "print('world', t.accelerator.num_processes, 'steps', s['steps'])\n"
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(script), str(tmp_path / "run")]
+    # accelerate's launcher; on a machine without GPUs the processes resolve to MULTI_CPU (gloo)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533", str(script), str(tmp_path / "run")]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.count("world 2 steps 4") == 2

@@ -5,14 +5,17 @@
 Identical configs and identical weights: each transformers model is built, saved, and loaded
 into vidfm's encoder with ``from_transformers`` (the outputs are compared, max abs diff
 printed). Both use PyTorch SDPA attention. Reported: inference clips/s (forward, no grad) and
-training clips/s (forward + backward), and peak memory: each measurement runs in a fresh
-process, with peak RSS on CPU and ``torch.cuda.max_memory_allocated`` on GPU.
+training clips/s (forward + backward), and peak memory above the loaded model (activations,
+gradients, workspace): each measurement runs in a fresh process; on CPU it is peak RSS minus
+the RSS after loading, on GPU ``torch.cuda.max_memory_allocated`` minus the allocation after
+loading.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -71,10 +74,10 @@ def measure(family: str, impl: str, mode: str, folder: str, batch: int, iters: i
         model.eval()
         ctx = torch.no_grad()
     with ctx:
-        step()  # warm-up
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = _current_rss_mb() if device != "cuda" else torch.cuda.memory_allocated() / 2**20
+        step()  # warm-up (its peak counts: it is the same computation)
         t0 = time.perf_counter()
         for _ in range(iters):
             step()
@@ -84,7 +87,13 @@ def measure(family: str, impl: str, mode: str, folder: str, batch: int, iters: i
         if device == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
-    return {"clips_per_s": batch * iters / seconds, "peak_mb": peak, "rss_before_mb": rss_before / 1024}
+    # peak above what the process held with the model loaded: activations, gradients, workspace
+    return {"clips_per_s": batch * iters / seconds, "peak_mb": peak - base, "process_peak_mb": peak}
+
+
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main() -> None:

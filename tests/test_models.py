@@ -136,6 +136,32 @@ def test_frame_encoder_wraps_a_clip_image_tower(tmp_path):
         assert enc(torch.rand(1, 4, 3, 48, 48)).pooled.shape == (1, 32)  # other resolutions interpolate
 
 
+TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+
+
+@pytest.mark.parametrize("kind", ["siglip_vision", "vit", "siglip_full", "clip_full"])
+def test_frame_encoder_takes_other_towers(kind, tmp_path):
+    import transformers as T
+
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, vocab_size=99, bos_token_id=0, eos_token_id=1)
+    tower = {
+        "siglip_vision": lambda: T.SiglipVisionModel(T.SiglipVisionConfig(**TOWER)),
+        "vit": lambda: T.ViTModel(T.ViTConfig(**TOWER)),
+        "siglip_full": lambda: T.SiglipModel(T.SiglipConfig(vision_config=TOWER, text_config=text)),
+        "clip_full": lambda: T.CLIPModel(T.CLIPConfig(vision_config=TOWER, text_config=text)),
+    }[kind]().eval()
+    tower.save_pretrained(tmp_path)
+    enc = load_encoder(tmp_path, num_frames=4).eval()
+    video = torch.rand(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        out = enc(video)
+        if kind.endswith("_full"):  # the vision half's weights were carried over
+            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (enc.config.pixel_mean, enc.config.pixel_std))
+            ref = tower.vision_model(pixel_values=(video[0, :1] - mean) / std).pooler_output[0]
+            assert torch.allclose(enc.frame_features(video)[0, 0], ref, atol=1e-5)
+    assert out.pooled.shape == (1, 32)
+
+
 def test_bad_encoder_requests(tmp_path):
     with pytest.raises(ConfigError, match="unknown encoder 'resnet9000'; choose one of: r2plus1d-tiny"):
         build_encoder("resnet9000")

@@ -83,7 +83,9 @@ class FrameEncoder(VideoEncoder):
             import transformers
 
             vision = getattr(transformers, vision_cls)(vc)
-            vision.vision_model.load_state_dict(tower.vision_model.state_dict())
+            src = {k.split("vision_model.", 1)[1]: v for k, v in tower.state_dict().items() if k.startswith("vision_model.")}
+            prefix = "vision_model." if any(k.startswith("vision_model.") for k in vision.state_dict()) else ""
+            vision.load_state_dict({prefix + k: v for k, v in src.items()})
             tower = vision
         vc = tower.config.to_dict()
         is_clip = "clip" in vc.get("model_type", "")

@@ -30,7 +30,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidfm.io import VideoReader, write_video
+from vidfm.io import VideoReader
 from vidfm.io.samplers import uniform_indices
 
 DATA = Path(__file__).parent / "_data"

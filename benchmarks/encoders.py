@@ -111,7 +111,12 @@ def main() -> None:
         return
 
     import torch
-    from transformers import TimesformerConfig, TimesformerModel, VideoMAEConfig, VideoMAEModel
+    from transformers import (
+        TimesformerConfig,
+        TimesformerModel,
+        VideoMAEConfig,
+        VideoMAEModel,
+    )
 
     from vidfm.models import TimeSformerEncoder, VideoMAEEncoder
 

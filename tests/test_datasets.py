@@ -4,7 +4,12 @@ import warnings
 import pytest
 import torch
 
-from vidfm.data import VideoDataset, classification_from_csv, classification_from_folder, grounding_from_sta
+from vidfm.data import (
+    VideoDataset,
+    classification_from_csv,
+    classification_from_folder,
+    grounding_from_sta,
+)
 from vidfm.data.transforms import TemporalAugment, train_transform
 from vidfm.errors import DatasetError, VideoDecodeError
 

@@ -11,7 +11,13 @@ from transformers import (
 )
 
 from vidfm.errors import ConfigError
-from vidfm.models import PRESETS, FrameEncoder, build_encoder, load_encoder, resolve_encoder
+from vidfm.models import (
+    PRESETS,
+    FrameEncoder,
+    build_encoder,
+    load_encoder,
+    resolve_encoder,
+)
 
 TINY = [n for n in PRESETS if n.endswith("-tiny")]
 

@@ -98,7 +98,7 @@ def test_frame_codes_survive_encoding(world):
 
 def test_deterministic_from_seed(tmp_path):
     cfg = WorldConfig(videos=6, seed=11)
-    a, b = generate_world(tmp_path / "a", cfg), generate_world(tmp_path / "b", cfg)
+    generate_world(tmp_path / "a", cfg), generate_world(tmp_path / "b", cfg)
     assert (tmp_path / "a" / "metadata.jsonl").read_text() == (tmp_path / "b" / "metadata.jsonl").read_text()
     assert (tmp_path / "a" / "captions" / "train.jsonl").read_text() == (tmp_path / "b" / "captions" / "train.jsonl").read_text()
     generate_world(tmp_path / "c", WorldConfig(videos=6, seed=12))

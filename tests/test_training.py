@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from train_helpers import make_trainer
+
 from vidfm.errors import ConfigError
 from vidfm.training import TrainConfig
 

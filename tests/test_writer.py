@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import coded_clip
 from PIL import Image
 
+from vidfm.data.synthetic import read_frame_code
 from vidfm.errors import ConfigError
 from vidfm.io import VideoReader, contact_sheet, save_contact_sheet, write_video
-from vidfm.data.synthetic import read_frame_code
-
-from conftest import coded_clip
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".webm", ".mkv"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vidfm.cli.common import print_json, progress
@@ -127,7 +126,12 @@ def _load_classifier(path):
 
 
 def run_eval(args) -> int:
-    from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_from_csv, classification_from_folder
+    from vidfm.data.datasets import (
+        SyntheticWorld,
+        VideoDataset,
+        classification_from_csv,
+        classification_from_folder,
+    )
     from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
 
     model, path = _load_classifier(args.model)

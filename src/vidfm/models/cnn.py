@@ -15,7 +15,13 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from vidfm.errors import ConfigError
-from vidfm.models.common import DropPath, EncoderOutput, VideoEncoder, VideoEncoderConfig, stochastic_depth_rates
+from vidfm.models.common import (
+    DropPath,
+    EncoderOutput,
+    VideoEncoder,
+    VideoEncoderConfig,
+    stochastic_depth_rates,
+)
 
 
 def conv2plus1d(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

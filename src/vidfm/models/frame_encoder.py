@@ -14,7 +14,13 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 
 from vidfm.errors import ConfigError
-from vidfm.models.common import Block, EncoderOutput, VideoEncoder, VideoEncoderConfig, resize_grid_embedding
+from vidfm.models.common import (
+    Block,
+    EncoderOutput,
+    VideoEncoder,
+    VideoEncoderConfig,
+    resize_grid_embedding,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from vidfm.errors import ConfigError
 from vidfm.models.common import (
@@ -27,7 +28,6 @@ from vidfm.models.common import (
     resize_grid_embedding,
     stochastic_depth_rates,
 )
-from transformers.modeling_layers import GradientCheckpointingLayer
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time")
 

@@ -21,11 +21,11 @@ from torch import nn
 from vidfm.errors import ConfigError
 from vidfm.models.common import (
     Block,
-    load_converted,
-    load_transformers_checkpoint,
     EncoderOutput,
     VideoEncoder,
     ViTEncoderConfig,
+    load_converted,
+    load_transformers_checkpoint,
     resize_grid_embedding,
     sinusoid_table,
     stochastic_depth_rates,

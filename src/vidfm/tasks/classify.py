@@ -12,12 +12,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.adapt import apply_adaptation, encoder_is_frozen, trainable_parameters
-from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_from_csv, classification_from_folder
-from vidfm.data.transforms import Compose, HorizontalFlip, RandomResizedCrop, Resize, CenterCrop, ColorJitter, cutmix, mixup
+from vidfm.data.datasets import (
+    SyntheticWorld,
+    VideoDataset,
+    classification_from_csv,
+    classification_from_folder,
+)
+from vidfm.data.transforms import (
+    CenterCrop,
+    ColorJitter,
+    Compose,
+    HorizontalFlip,
+    RandomResizedCrop,
+    Resize,
+    cutmix,
+    mixup,
+)
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.metrics.classification import classification_metrics, plot_confusion
 from vidfm.models import ENCODER_CLASSES, VideoEncoder, resolve_encoder
-from vidfm.training import Trainer, TrainConfig
+from vidfm.training import TrainConfig, Trainer
 
 
 class VideoClassifier(nn.Module):

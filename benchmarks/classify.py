@@ -49,10 +49,12 @@ def evaluate(run: Path, dataset: VideoDataset) -> float:
     return evaluate_classifier(VideoClassifier.from_pretrained(run / "best"), dataset)["accuracy"]
 
 
-def families(root: Path, epochs: int, out: Path) -> dict:
+def families(root: Path, epochs: int, out: Path, names=None) -> dict:
     w = SyntheticWorld(root)
     results = {}
     for name, lr in FAMILIES.items():
+        if names and name not in names:
+            continue
         cfg = TrainConfig(output_dir=str(out / name), epochs=epochs, batch_size=16, lr=lr, seed=0, checkpoint_every_steps=100)
         t0 = time.perf_counter()
         summary = train_classifier(root, name, train_config=cfg, resume=False)
@@ -117,6 +119,7 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=600)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--only", choices=["families", "adapt"])
+    ap.add_argument("--families", nargs="+", choices=list(FAMILIES), help="run only these families")
     ap.add_argument("--json")
     args = ap.parse_args()
     root = world(args.videos)
@@ -124,7 +127,7 @@ def main() -> None:
     print(f"world {root} ({args.videos} videos), chance = 1/12 = 0.083 (families), 1/6 = 0.167 (adaptation)")
     results = {}
     if args.only in (None, "families"):
-        results["families"] = families(root, args.epochs, out / "families")
+        results["families"] = families(root, args.epochs, out / "families", args.families)
     if args.only in (None, "adapt"):
         results["adaptation"] = adaptation(root, args.epochs, out / "adapt")
     if args.json:

@@ -119,6 +119,7 @@ def main() -> None:
     )
 
     from vidfm.models import TimeSformerEncoder, VideoMAEEncoder
+    from vidfm.models.common import normalize_video
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, {args.dtype}, batch {args.batch}")
     results = {}
@@ -132,8 +133,9 @@ def main() -> None:
             model_cls(cfg_cls(**CONFIGS[family])).save_pretrained(folder)
             hf, ours = model_cls.from_pretrained(folder).eval(), ours_cls.from_transformers(folder).eval()
             x = torch.rand(1, CONFIGS[family]["num_frames"], 3, 112, 112)
-            with torch.no_grad():
-                diff = (hf(x).last_hidden_state - ours(x).tokens).abs().max().item()
+            with torch.no_grad():  # ours normalises [0, 1] input itself; transformers gets processed pixels
+                pixels = normalize_video(x, ours.config.pixel_mean, ours.config.pixel_std)
+                diff = (hf(pixels).last_hidden_state - ours(x).tokens).abs().max().item()
             n_params = sum(p.numel() for p in ours.parameters()) / 1e6
             print(f"\n== {family}: {n_params:.1f} M parameters, outputs differ by at most {diff:.2e}")
             results[family] = {"max_abs_diff": diff, "params_m": n_params}

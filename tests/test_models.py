@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from transformers import (
@@ -18,6 +20,7 @@ from vidfm.models import (
     load_encoder,
     resolve_encoder,
 )
+from vidfm.models.common import IMAGENET_MEAN, IMAGENET_STD, normalize_video
 
 TINY = [n for n in PRESETS if n.endswith("-tiny")]
 
@@ -88,18 +91,25 @@ def _hf_videomae(cls):
 
 @pytest.mark.parametrize("cls", [VideoMAEModel, VideoMAEForVideoClassification])
 def test_videomae_checkpoint_matches_transformers(cls, tmp_path):
+    """Ours takes [0, 1] video and normalises it itself; transformers gets what its
+    processor would produce. Statistics come from the checkpoint's preprocessor config."""
     torch.manual_seed(0)
     hf = _hf_videomae(cls)
     hf.save_pretrained(tmp_path)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if cls is VideoMAEForVideoClassification:
+        mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": mean, "image_std": std}))
     ours = load_encoder(tmp_path).eval()
-    video = torch.randn(2, 4, 3, 32, 32)
+    video = torch.rand(2, 4, 3, 32, 32)
+    pixels = normalize_video(video, mean, std)
     with torch.no_grad():
-        ref = hf(video, output_hidden_states=True).hidden_states[-1]
+        ref = hf(pixels, output_hidden_states=True).hidden_states[-1]
         out = ours(video)
     assert (out.tokens - ref).abs().max() < 1e-5
     if cls is VideoMAEForVideoClassification:
         with torch.no_grad():
-            assert (hf.classifier(out.pooled) - hf(video).logits).abs().max() < 1e-5
+            assert (hf.classifier(out.pooled) - hf(pixels).logits).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("attention", ["divided_space_time", "joint_space_time"])
@@ -114,9 +124,9 @@ def test_timesformer_checkpoint_matches_transformers(attention, tmp_path):
                 p.normal_(0, 0.02)
     hf.save_pretrained(tmp_path)
     ours = load_encoder(tmp_path).eval()
-    video = torch.randn(2, 4, 3, 32, 32)
+    video = torch.rand(2, 4, 3, 32, 32)
     with torch.no_grad():
-        ref = hf.timesformer(video).last_hidden_state
+        ref = hf.timesformer(normalize_video(video, IMAGENET_MEAN, IMAGENET_STD)).last_hidden_state
         out = ours(video)
     assert (out.tokens - ref).abs().max() < 1e-5
     assert torch.allclose(out.pooled, ref[:, 0], atol=1e-5)

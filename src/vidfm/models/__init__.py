@@ -34,7 +34,7 @@ _VIT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, 
 PRESETS: dict[str, tuple[type, dict]] = {
     # tiny: 64x64 clips of 8 frames, a few hundred thousand parameters, CPU-trainable
     "r2plus1d-tiny": (R2Plus1DConfig, {}),
-    "tsn-tiny": (TSNConfig, {}),
+    "tsn-tiny": (TSNConfig, {"spatial_grid": 2}),  # keeps coarse positions (see TSNEncoder)
     "slowfast-tiny": (SlowFastConfig, {"alpha": 4, "beta_inv": 4}),
     "timesformer-tiny": (TimeSformerConfig, {}),
     "videomae-tiny": (VideoMAEConfig, {}),

@@ -136,19 +136,27 @@ class R2Plus1DEncoder(_StagedCNN):
 class TSNConfig(VideoEncoderConfig):
     model_type = "vidfm_tsn"
 
-    def __init__(self, widths=(16, 32, 64, 128), layers=(1, 1, 1, 1), stem_width=16, temporal="tconv", drop_path_rate=0.0, **kwargs):
+    def __init__(self, widths=(16, 32, 64, 128), layers=(1, 1, 1, 1), stem_width=16, temporal="tconv", spatial_grid=1, drop_path_rate=0.0, **kwargs):
         super().__init__(**kwargs)
         _cnn_config_fields(self, widths, layers, stem_width, drop_path_rate)
         if temporal not in ("avg", "tconv", "lstm"):
             raise ConfigError(f"TSN temporal modelling must be avg, tconv or lstm, got {temporal!r}")
+        if spatial_grid < 1:
+            raise ConfigError(f"spatial_grid must be >= 1, got {spatial_grid}")
         self.temporal = temporal
+        self.spatial_grid = spatial_grid
         self.hidden_size = self.widths[-1]
 
 
 class TSNEncoder(_StagedCNN):
     """A 2D CNN applied to every frame, then temporal modelling over the frame features:
     ``avg`` (TSN's segmental consensus), ``tconv`` (residual temporal convolution) or
-    ``lstm``. Tokens are the per-frame features (B, T, D)."""
+    ``lstm``. Tokens are the per-frame features (B, T, D).
+
+    ``spatial_grid=1`` is classic TSN: one average per frame, which discards *where* things
+    are, so translation (move left vs right) is invisible to the temporal model; the paper
+    adds an optical-flow stream for motion. ``spatial_grid=g`` pools each frame to a g x g
+    grid and projects it back to D, keeping coarse positions."""
 
     config_class = TSNConfig
 
@@ -162,6 +170,8 @@ class TSNEncoder(_StagedCNN):
         )
         self.blocks = make_stages(c.widths, c.layers, c.stem_width, "2d", c.drop_path_rate)
         d = c.hidden_size
+        g = c.spatial_grid
+        self.grid_proj = nn.Linear(d * g * g, d) if g > 1 else None
         if c.temporal == "tconv":
             self.temporal = nn.Sequential(nn.Conv1d(d, d, 3, padding=1), nn.GELU(), nn.Conv1d(d, d, 3, padding=1))
         elif c.temporal == "lstm":
@@ -171,7 +181,13 @@ class TSNEncoder(_StagedCNN):
         self.post_init()
 
     def forward(self, video: torch.Tensor) -> EncoderOutput:
-        frames = rearrange(self.features(video).mean((3, 4)), "b c t -> b t c")
+        x = self.features(video)
+        if self.grid_proj is None:
+            frames = rearrange(x.mean((3, 4)), "b c t -> b t c")
+        else:
+            g = self.config.spatial_grid
+            pooled = F.adaptive_avg_pool3d(x, (x.shape[2], g, g))
+            frames = self.grid_proj(rearrange(pooled, "b c t h w -> b t (c h w)"))
         if self.config.temporal == "tconv":
             frames = frames + rearrange(self.temporal(rearrange(frames, "b t c -> b c t")), "b c t -> b t c")
         elif self.config.temporal == "lstm":

@@ -40,8 +40,22 @@ class VideoEncoderConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_video(video: torch.Tensor, mean, std) -> torch.Tensor:
+    """(B, T, C, H, W) in [0, 1] -> standardised per channel. Models own this step so that
+    every encoder takes the same [0, 1] input: without it a ViT sees content ~10x weaker
+    than its position table and barely learns (measured: 0.13 vs 0.38 train accuracy)."""
+    m = torch.tensor(mean, device=video.device, dtype=video.dtype).view(1, 1, -1, 1, 1)
+    s = torch.tensor(std, device=video.device, dtype=video.dtype).view(1, 1, -1, 1, 1)
+    return (video - m) / s
+
+
 class ViTEncoderConfig(VideoEncoderConfig):
-    """Fields shared by the transformer encoders (VideoMAE, TimeSformer)."""
+    """Fields shared by the transformer encoders (VideoMAE, TimeSformer), including the
+    pixel statistics they normalise their [0, 1] input with."""
 
     def __init__(
         self,
@@ -58,9 +72,12 @@ class ViTEncoderConfig(VideoEncoderConfig):
         attention_probs_dropout_prob: float = 0.0,
         drop_path_rate: float = 0.0,
         initializer_range: float = 0.02,
+        pixel_mean=IMAGENET_MEAN,
+        pixel_std=IMAGENET_STD,
         **kwargs,
     ):
         super().__init__(num_channels=num_channels, num_frames=num_frames, image_size=image_size, **kwargs)
+        self.pixel_mean, self.pixel_std = list(pixel_mean), list(pixel_std)
         self.patch_size = patch_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -226,6 +243,7 @@ def load_transformers_checkpoint(name_or_path, model_type: str, prefix: str | No
         raise ConfigError(f"{name_or_path}: not a transformers checkpoint ({str(e).splitlines()[0]})") from None
     if hf_config.model_type != model_type:
         raise ConfigError(f"{name_or_path}: expected a {model_type} checkpoint, found model_type {hf_config.model_type!r}")
+    hf_config.vidfm_pixel_stats = _preprocessor_stats(name_or_path)
     folder = Path(name_or_path)
     files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     if files:
@@ -240,6 +258,19 @@ def load_transformers_checkpoint(name_or_path, model_type: str, prefix: str | No
         state = AutoModel.from_pretrained(str(name_or_path)).state_dict()
     strip = f"{prefix or model_type}."
     return hf_config, {k[len(strip):] if k.startswith(strip) else k: v for k, v in state.items()}
+
+
+def _preprocessor_stats(name_or_path) -> dict:
+    """The mean/std a checkpoint's own preprocessor normalises with (ImageNet if unknown)."""
+    import json
+    from pathlib import Path
+
+    f = Path(name_or_path) / "preprocessor_config.json"
+    if f.exists():
+        cfg = json.loads(f.read_text())
+        if "image_mean" in cfg and "image_std" in cfg:
+            return {"pixel_mean": cfg["image_mean"], "pixel_std": cfg["image_std"]}
+    return {"pixel_mean": IMAGENET_MEAN, "pixel_std": IMAGENET_STD}
 
 
 def load_converted(model: nn.Module, state: dict, source, optional: set[str] = frozenset()) -> None:

@@ -19,6 +19,7 @@ from vidfm.models.common import (
     EncoderOutput,
     VideoEncoder,
     VideoEncoderConfig,
+    normalize_video,
     resize_grid_embedding,
 )
 
@@ -110,9 +111,7 @@ class FrameEncoder(VideoEncoder):
         """(B, T, C, H, W) in [0, 1] -> (B, T, D) one vector per frame."""
         self.check_video(video)
         b = video.shape[0]
-        mean = torch.tensor(self.config.pixel_mean, device=video.device, dtype=video.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.pixel_std, device=video.device, dtype=video.dtype).view(1, 3, 1, 1)
-        x = (rearrange(video, "b t c h w -> (b t) c h w") - mean) / std
+        x = rearrange(normalize_video(video, self.config.pixel_mean, self.config.pixel_std), "b t c h w -> (b t) c h w")
         kwargs = {}
         if x.shape[-1] != self.config.vision_config.get("image_size", x.shape[-1]):
             kwargs["interpolate_pos_encoding"] = True

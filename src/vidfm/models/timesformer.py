@@ -25,6 +25,7 @@ from vidfm.models.common import (
     ViTEncoderConfig,
     load_converted,
     load_transformers_checkpoint,
+    normalize_video,
     resize_grid_embedding,
     stochastic_depth_rates,
 )
@@ -108,6 +109,7 @@ class TimeSformerEncoder(VideoEncoder):
         self.check_video(video)
         b, t, _, h, w = video.shape
         c = self.config
+        video = normalize_video(video, c.pixel_mean, c.pixel_std)
         x = self.patch_embed(rearrange(video, "b t c h w -> (b t) c h w"))
         gh, gw = x.shape[-2:]
         x = rearrange(x, "bt d h w -> bt (h w) d")
@@ -140,7 +142,7 @@ class TimeSformerEncoder(VideoEncoder):
             qkv_bias=hf_config.qkv_bias,
             layer_norm_eps=hf_config.layer_norm_eps,
             attention_type=hf_config.attention_type,
-            **overrides,
+            **{**hf_config.vidfm_pixel_stats, **overrides},
         )
         model = cls(config)
         load_converted(model, convert_timesformer_state(hf, config.num_hidden_layers), name_or_path)

@@ -26,6 +26,7 @@ from vidfm.models.common import (
     ViTEncoderConfig,
     load_converted,
     load_transformers_checkpoint,
+    normalize_video,
     resize_grid_embedding,
     sinusoid_table,
     stochastic_depth_rates,
@@ -80,6 +81,7 @@ class VideoMAEEncoder(VideoEncoder):
         b, t, _, h, w = video.shape
         if t % self.config.tubelet_size:
             raise ConfigError(f"frame count {t} is not a multiple of the tubelet size {self.config.tubelet_size}")
+        video = normalize_video(video, self.config.pixel_mean, self.config.pixel_std)
         x = self.patch_embed(rearrange(video, "b t c h w -> b c t h w"))
         grid = tuple(x.shape[2:])
         x = rearrange(x, "b d t h w -> b (t h w) d")
@@ -122,7 +124,7 @@ class VideoMAEEncoder(VideoEncoder):
             qkv_bias="qv" if getattr(hf_config, "qv_bias", getattr(hf_config, "qkv_bias", True)) else "none",
             layer_norm_eps=hf_config.layer_norm_eps,
             use_mean_pooling=hf_config.use_mean_pooling,
-            **overrides,
+            **{**hf_config.vidfm_pixel_stats, **overrides},
         )
         model = cls(config)
         state = convert_videomae_state(hf_state, config.num_hidden_layers, qv_bias=config.qkv_bias == "qv")

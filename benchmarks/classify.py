@@ -90,8 +90,6 @@ def adaptation(root: Path, epochs: int, out: Path) -> dict:
     src = out / "source"
     cfg = TrainConfig(output_dir=str(src), epochs=epochs, batch_size=16, lr=3e-3, seed=0)
     train_classifier(folder / "source_train.csv", "r2plus1d-tiny", val=folder / "source_val.csv", train_config=cfg, resume=False)
-    records, _ = classification_from_csv(folder / "target_test.csv", classes=TARGET)
-    test = VideoDataset(records, num_frames=8, decode_size=(64, 64), sampler="segments")
     methods = [
         ("linear (random encoder)", "r2plus1d-tiny", "linear", {}, 1e-2),
         ("linear probe", str(src), "linear", {}, 1e-2),
@@ -103,10 +101,13 @@ def adaptation(root: Path, epochs: int, out: Path) -> dict:
     results = {}
     for label, encoder, method, options, lr in methods:
         run = out / label.split(" ")[0].lower() / method
-        cfg = TrainConfig(output_dir=str(run), epochs=max(2, epochs // 2), batch_size=16, lr=lr, seed=0)
+        cfg = TrainConfig(output_dir=str(run), epochs=max(2, epochs * 4 // 5), batch_size=16, lr=lr, seed=0)
         t0 = time.perf_counter()
         summary = train_classifier(folder / "target_train.csv", encoder, val=folder / "target_val.csv", train_config=cfg,
                                    adaptation=method, adaptation_options=options, resume=False)  # fmt: skip
+        # label indices follow the trained model's class order (sorted CSV labels)
+        records, _ = classification_from_csv(folder / "target_test.csv", classes=summary["classes"])
+        test = VideoDataset(records, num_frames=8, decode_size=(64, 64), sampler="segments")
         row = {"test": evaluate(run, test), "trainable_percent": summary["params"]["percent"],
                "trainable": summary["params"]["trainable"], "train_seconds": time.perf_counter() - t0}  # fmt: skip
         results[label] = row

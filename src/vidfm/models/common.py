@@ -260,6 +260,14 @@ def load_transformers_checkpoint(name_or_path, model_type: str, prefix: str | No
     return hf_config, {k[len(strip):] if k.startswith(strip) else k: v for k, v in state.items()}
 
 
+def vit_fields_from(hf_config) -> dict:
+    """The ``ViTEncoderConfig`` fields of a transformers video-ViT config (plus the pixel
+    statistics found beside the checkpoint)."""
+    names = ("image_size", "patch_size", "num_frames", "num_channels", "hidden_size", "num_hidden_layers",
+             "num_attention_heads", "intermediate_size", "layer_norm_eps")  # fmt: skip
+    return {**{n: getattr(hf_config, n) for n in names}, **hf_config.vidfm_pixel_stats}
+
+
 def _preprocessor_stats(name_or_path) -> dict:
     """The mean/std a checkpoint's own preprocessor normalises with (ImageNet if unknown)."""
     import json

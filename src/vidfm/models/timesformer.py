@@ -28,6 +28,7 @@ from vidfm.models.common import (
     normalize_video,
     resize_grid_embedding,
     stochastic_depth_rates,
+    vit_fields_from,
 )
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time")
@@ -130,20 +131,8 @@ class TimeSformerEncoder(VideoEncoder):
     @classmethod
     def from_transformers(cls, name_or_path, **overrides) -> "TimeSformerEncoder":
         hf_config, hf = load_transformers_checkpoint(name_or_path, "timesformer")
-        config = TimeSformerConfig(
-            image_size=hf_config.image_size,
-            patch_size=hf_config.patch_size,
-            num_frames=hf_config.num_frames,
-            num_channels=hf_config.num_channels,
-            hidden_size=hf_config.hidden_size,
-            num_hidden_layers=hf_config.num_hidden_layers,
-            num_attention_heads=hf_config.num_attention_heads,
-            intermediate_size=hf_config.intermediate_size,
-            qkv_bias=hf_config.qkv_bias,
-            layer_norm_eps=hf_config.layer_norm_eps,
-            attention_type=hf_config.attention_type,
-            **{**hf_config.vidfm_pixel_stats, **overrides},
-        )
+        config = TimeSformerConfig(**vit_fields_from(hf_config), qkv_bias=hf_config.qkv_bias, attention_type=hf_config.attention_type)
+        config.update(overrides)
         model = cls(config)
         load_converted(model, convert_timesformer_state(hf, config.num_hidden_layers), name_or_path)
         return model

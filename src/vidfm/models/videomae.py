@@ -30,6 +30,7 @@ from vidfm.models.common import (
     resize_grid_embedding,
     sinusoid_table,
     stochastic_depth_rates,
+    vit_fields_from,
 )
 
 
@@ -112,20 +113,12 @@ class VideoMAEEncoder(VideoEncoder):
     def from_transformers(cls, name_or_path, **overrides) -> "VideoMAEEncoder":
         hf_config, hf_state = load_transformers_checkpoint(name_or_path, "videomae")
         config = VideoMAEConfig(
-            image_size=hf_config.image_size,
-            patch_size=hf_config.patch_size,
-            num_frames=hf_config.num_frames,
+            **vit_fields_from(hf_config),
             tubelet_size=hf_config.tubelet_size,
-            num_channels=hf_config.num_channels,
-            hidden_size=hf_config.hidden_size,
-            num_hidden_layers=hf_config.num_hidden_layers,
-            num_attention_heads=hf_config.num_attention_heads,
-            intermediate_size=hf_config.intermediate_size,
             qkv_bias="qv" if getattr(hf_config, "qv_bias", getattr(hf_config, "qkv_bias", True)) else "none",
-            layer_norm_eps=hf_config.layer_norm_eps,
             use_mean_pooling=hf_config.use_mean_pooling,
-            **{**hf_config.vidfm_pixel_stats, **overrides},
         )
+        config.update(overrides)
         model = cls(config)
         state = convert_videomae_state(hf_state, config.num_hidden_layers, qv_bias=config.qkv_bias == "qv")
         if config.use_mean_pooling and "fc_norm.weight" in hf_state:  # classification checkpoints

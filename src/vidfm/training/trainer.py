@@ -369,7 +369,7 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["train_loss"] + sorted({k for row in history for k in row if k.startswith("val_")})
+    keys = ["train_loss"] + sorted({k for row in history for k in row if k.startswith("val_") and not k.endswith("_count")})
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         pts = [(r["step"], r[key]) for r in history if key in r]

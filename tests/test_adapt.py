@@ -153,6 +153,22 @@ def test_merge_and_load_errors(tmp_path):
         load_adaptation(classifier(), tmp_path)
 
 
+@pytest.mark.parametrize("method", ["prompt", "prefix", "lora", "adapter"])
+def test_copies_own_their_adaptation(method):
+    """The trainer's EMA deep-copies the model: a copy must use its own adapted weights."""
+    import copy
+
+    model = apply_adaptation(classifier(), method).eval()
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        before = model(VIDEO)
+        for name, p in twin.named_parameters():
+            if p.requires_grad and not name.startswith("head."):
+                p.add_(torch.randn_like(p))
+        assert torch.equal(model(VIDEO), before)
+        assert not torch.allclose(twin(VIDEO), before)
+
+
 def test_a_trained_run_folder_provides_its_encoder(tmp_path):
     from vidfm.models import load_encoder
 

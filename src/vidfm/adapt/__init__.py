@@ -186,22 +186,24 @@ class PromptTokens(nn.Module):
         self.tokens = nn.Parameter(torch.randn(1, n, dim) * 0.02)
 
 
+def _add_prompts(block: nn.Module, args):
+    x = args[0]
+    tokens = block.prompt_tuning.tokens  # read through the hooked module: deepcopy-safe (EMA copies)
+    return (torch.cat([tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], 1),) + args[1:]
+
+
 def _inject_prompts(encoder: nn.Module, n: int) -> None:
     blocks = _plain_blocks(encoder)
     dim = blocks[0].norm1.normalized_shape[0]
-    encoder.prompt_tuning = PromptTokens(n, dim)
-
-    def add(_module, args):
-        x = args[0]
-        return (torch.cat([encoder.prompt_tuning.tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], 1),) + args[1:]
+    blocks[0].prompt_tuning = PromptTokens(n, dim)  # lives on the block its hook reads it from
 
     def strip(_module, _args, out):
         return out[:, n:]
 
-    blocks[0].register_forward_pre_hook(add)
+    blocks[0].register_forward_pre_hook(_add_prompts)
     blocks[-1].register_forward_hook(strip)
     for name, p in encoder.named_parameters():
-        p.requires_grad = name.startswith("prompt_tuning.")
+        p.requires_grad = ".prompt_tuning." in name
 
 
 class PrefixAttention(nn.Module):

@@ -126,12 +126,7 @@ def _load_classifier(path):
 
 
 def run_eval(args) -> int:
-    from vidfm.data.datasets import (
-        SyntheticWorld,
-        VideoDataset,
-        classification_from_csv,
-        classification_from_folder,
-    )
+    from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records
     from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
 
     model, path = _load_classifier(args.model)
@@ -143,8 +138,7 @@ def run_eval(args) -> int:
             raise ConfigError(f"{data}: the world's labels differ from the model's")
         dataset = world.classification(args.split, **common)
     else:
-        records = (classification_from_csv(data, classes=model.classes) if data.suffix.lower() == ".csv" else classification_from_folder(data, classes=model.classes))[0]
-        dataset = VideoDataset(records, **common)
+        dataset = VideoDataset(classification_records(data, classes=model.classes)[0], **common)
     metrics = evaluate_classifier(model, dataset, args.batch_size, progress=lambda it: progress(it, "evaluating", unit="batch"))
     out = Path(args.confusion) if args.confusion else path / f"confusion_{args.split if (data / 'world.json').exists() else 'data'}.png"
     plot_confusion_for(metrics, model.classes, out)

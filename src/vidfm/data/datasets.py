@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidfm.data.transforms import to_float_clip
 from vidfm.errors import DatasetError, VideoDecodeError
 from vidfm.io.reader import VideoReader
 from vidfm.io.samplers import random_clip_indices, segment_indices, uniform_indices
@@ -81,6 +82,16 @@ def classification_from_folder(root, classes: Sequence[str] | None = None) -> tu
     if not records:
         raise DatasetError(f"{root}: no videos found (expected {root}/<label>/<video>.mp4)")
     return records, names
+
+
+def classification_records(path, classes: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+    """Records from a ``path,label`` CSV or a folder with one sub-folder per class."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return classification_from_csv(path, classes=classes)
+    if path.is_dir():
+        return classification_from_folder(path, classes=classes)
+    raise DatasetError(f"{path}: expected a CSV file or a folder of class folders")
 
 
 def captions_from_jsonl(path, root=None) -> list[dict]:
@@ -198,7 +209,7 @@ class VideoDataset(Dataset):
         with VideoReader(rec["path"], size=self.decode_size) as reader:
             idx = self._indices(len(reader), g)
             frames = reader.get_frames(idx)
-        clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+        clip = to_float_clip(frames)
         if self.transform is not None:
             clip = self.transform(clip, g)
         item = {k: v for k, v in rec.items() if k not in ("path", "captions")}

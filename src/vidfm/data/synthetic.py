@@ -583,7 +583,7 @@ def generate_world(
     root = Path(out)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     plans = _plan(cfg)
-    meta_lines: list[str] = []
+    metas: list[dict] = []
     cls_rows: dict[str, list[str]] = {s: [] for s in SPLITS}
     cap_rows: dict[str, list[str]] = {s: [] for s in SPLITS}
     qa_rows: dict[str, list[str]] = {s: [] for s in SPLITS}
@@ -612,7 +612,7 @@ def generate_world(
             "shots": [asdict(s) for s in spec.shots],
             "transitions": spec.transitions,
         }
-        meta_lines.append(json.dumps(meta))
+        metas.append(meta)
         cap_rows[spec.split].append(json.dumps({"video_id": spec.video_id, "path": rel, "captions": captions}))
         for start, end, sentence in grounding_for(spec):
             gnd_rows[spec.split].append(f"{spec.video_id} {start:.3f} {end:.3f}##{sentence}")
@@ -644,14 +644,14 @@ def generate_world(
         _atomic_write_text(root / "grounding" / f"{split}.txt", "".join(r + "\n" for r in gnd_rows[split]))
     _atomic_write_text(root / "qa" / "answers.txt", "\n".join(sorted(answers)) + "\n")
     _atomic_write_text(root / "shots.jsonl", "".join(s + "\n" for s in shot_lines))
-    _atomic_write_text(root / "metadata.jsonl", "".join(m + "\n" for m in meta_lines))
+    _atomic_write_text(root / "metadata.jsonl", "".join(json.dumps(m) + "\n" for m in metas))
     save_contact_sheet(root / "overview.png", np.stack(thumbs), labels=thumb_labels, columns=4, scale=3)
-    label_counts = Counter(json.loads(m)["label"] for m in meta_lines if json.loads(m)["label"])
+    label_counts = Counter(m["label"] for m in metas if m["label"])
     summary = {
         "root": str(root),
         "config": asdict(cfg),
         "videos": cfg.videos,
-        "splits": {s: sum(1 for m in meta_lines if json.loads(m)["split"] == s) for s in SPLITS},
+        "splits": {s: sum(1 for m in metas if m["split"] == s) for s in SPLITS},
         "classification": {s: len(cls_rows[s]) for s in SPLITS},
         "captions": sum(len(v) for v in cap_rows.values()),
         "qa": {s: len(qa_rows[s]) for s in SPLITS},

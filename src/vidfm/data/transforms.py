@@ -225,9 +225,12 @@ class Compose:
         return clip
 
 
-def train_transform(size: int = 64, *, occlusion: bool = True, elastic: bool = False, normalize: bool = False) -> Compose:
-    """A sensible default training pipeline for clips of side ``size``."""
-    ts = [RandomResizedCrop(size, scale=(0.6, 1.0)), HorizontalFlip(), ColorJitter()]
+def train_transform(
+    size: int = 64, *, scale=(0.6, 1.0), flip: bool = True, occlusion: bool = True, elastic: bool = False, normalize: bool = False
+) -> Compose:
+    """A sensible default training pipeline for clips of side ``size``. Turn ``flip`` off
+    when labels have a left/right direction."""
+    ts = [RandomResizedCrop(size, scale=scale)] + ([HorizontalFlip()] if flip else []) + [ColorJitter()]
     if elastic:
         ts.append(ElasticDeform())
     if occlusion:

@@ -13,9 +13,9 @@ a player would show them (phone videos carry a display matrix instead of rotated
 
 from __future__ import annotations
 
-import bisect
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -81,7 +81,7 @@ class FrameIndex:
     def __len__(self) -> int:
         return len(self.pts)
 
-    @property
+    @cached_property  # derived once; the index itself never changes
     def seconds(self) -> np.ndarray:
         return (self.pts - self.start_pts) * self.time_base
 
@@ -220,16 +220,13 @@ class VideoReader:
     def __getitem__(self, i: int) -> np.ndarray:
         return self.get_frames([i])[0]
 
-    def get_frame(self, i: int) -> np.ndarray:
-        return self.get_frames([i])[0]
-
     def get_frame_at(self, seconds: float) -> np.ndarray:
         """The frame on screen at ``seconds`` (the last one whose timestamp is <= it)."""
         return self.get_frames([self.index_at(seconds)])[0]
 
     def index_at(self, seconds: float) -> int:
         t = self.timestamps
-        return min(max(bisect.bisect_right(t.tolist(), seconds + 1e-9) - 1, 0), len(t) - 1)
+        return min(max(int(np.searchsorted(t, seconds + 1e-9, side="right")) - 1, 0), len(t) - 1)
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as ``(N, H, W, 3)`` uint8.

@@ -12,22 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.adapt import apply_adaptation, encoder_is_frozen, trainable_parameters
-from vidfm.data.datasets import (
-    SyntheticWorld,
-    VideoDataset,
-    classification_from_csv,
-    classification_from_folder,
-)
-from vidfm.data.transforms import (
-    CenterCrop,
-    ColorJitter,
-    Compose,
-    HorizontalFlip,
-    RandomResizedCrop,
-    Resize,
-    cutmix,
-    mixup,
-)
+from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records
+from vidfm.data.transforms import cutmix, eval_transform, mixup, train_transform
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.metrics.classification import classification_metrics, plot_confusion
 from vidfm.models import ENCODER_CLASSES, VideoEncoder, resolve_encoder
@@ -111,23 +97,19 @@ def classification_datasets(
     (``path,label``) or a folder-per-class tree; ``val`` overrides the validation data."""
     data = Path(data)
     common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, seed=seed)
-    tf_train = Compose([RandomResizedCrop(size, scale=(0.7, 1.0)), HorizontalFlip(), ColorJitter()]) if augment else None
-    tf_eval = Compose([Resize(size), CenterCrop(size)])
-    if (data / "world.json").exists():
+    is_world = (data / "world.json").exists()
+    # horizontal flips swap "left" and "right": never flip a world whose labels have directions
+    tf_train = train_transform(size, scale=(0.7, 1.0), flip=not is_world, occlusion=False) if augment else None
+    tf_eval = eval_transform(size)
+    if is_world:
         world = SyntheticWorld(data)
-        # horizontal flips swap "left" and "right": never flip a world whose labels have directions
-        tf_train = Compose([RandomResizedCrop(size, scale=(0.7, 1.0)), ColorJitter()]) if augment else None
         make = lambda split, train: world.classification(split, sampler=sampler, train=train, transform=tf_train if train else tf_eval, **common)  # noqa: E731
         return make("train", True), make("val", False), make("test", False), world.classes
-    if data.suffix.lower() == ".csv":
-        records, classes = classification_from_csv(data)
-    elif data.is_dir():
-        records, classes = classification_from_folder(data)
-    else:
+    if data.suffix.lower() != ".csv" and not data.is_dir():
         raise DatasetError(f"{data}: expected a synthetic world folder, a CSV file or a folder of class folders")
+    records, classes = classification_records(data)
     if val is not None:
-        val_path = Path(val)
-        val_records = (classification_from_csv(val_path, classes=classes) if val_path.suffix.lower() == ".csv" else classification_from_folder(val_path, classes=classes))[0]
+        val_records = classification_records(val, classes=classes)[0]
         train_records = records
     else:
         rng = np.random.default_rng(seed)

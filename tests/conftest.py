@@ -125,3 +125,13 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     (d / "faststart_truncated.mp4").write_bytes(fs[: int(len(fs) * 0.6)])
     out["faststart_truncated"] = d / "faststart_truncated.mp4"
     return out
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    """A 40-video synthetic world (single-shot), shared by the task tests."""
+    from vidfm.data import WorldConfig, generate_world
+
+    root = tmp_path_factory.mktemp("world")
+    generate_world(root, WorldConfig(videos=40, seed=2, multishot_fraction=0.0))
+    return root

@@ -4,16 +4,8 @@ import shutil
 import pytest
 
 from vidfm.cli.main import main
-from vidfm.data import WorldConfig, generate_world
 from vidfm.errors import ConfigError
 from vidfm.tasks.classify import VideoClassifier
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cls_world")
-    generate_world(root, WorldConfig(videos=40, seed=2, multishot_fraction=0.0))
-    return root
 
 
 def run(capsys, *argv):

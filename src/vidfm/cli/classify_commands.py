@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import print_json, progress
+from vidfm.cli.common import add_train_options, print_json, progress, train_config_from
 from vidfm.errors import ConfigError
 
 
@@ -25,18 +25,7 @@ def register(sub) -> None:
     p.add_argument("--encoder", default="videomae-tiny", help="preset name (e.g. videomae-tiny, timesformer-tiny, r2plus1d-tiny, tsn-tiny, slowfast-tiny, frame-tiny) or a folder to load")
     p.add_argument("--adapt", default="full", help="full | linear | freeze:N | lora[:RANK] | adapter | parallel | prompt[:N] | prefix[:N]")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps (default 0.1)")
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0 disables)")
-    p.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="mixed precision")
-    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward to save memory")
-    p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (evaluation uses the EMA)")
-    p.add_argument("--early-stop", type=int, help="stop after this many evaluations without improvement")
+    add_train_options(p)
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0 = off)")
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0 = off)")
@@ -45,16 +34,13 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--per-class", type=int, help="use at most this many training videos per class (few-shot)")
-    p.add_argument("--checkpoint-every", type=int, default=50, help="save a resumable checkpoint every N steps")
     p.add_argument("--on-error", default="skip", choices=["skip", "raise"], help="what to do with videos that fail to decode")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in OUT and start over")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run_train_classify)
     train.set_defaults(run=lambda args: (train.print_help(), 2)[1])
 
-    e = sub.add_parser("eval", help="evaluate a trained classifier", description="Top-1, top-5, per-class accuracy and a confusion-matrix PNG.")
-    e.add_argument("model", help="run folder (uses RUN/best) or a saved classifier folder")
+    e = sub.add_parser("eval", help="evaluate a classifier or a video-text model", description="A classifier: top-1, top-5, per-class accuracy and a confusion-matrix PNG. A video-text model: R@1/5/10, median and mean rank in both directions, and zero-shot accuracy on a world.")
+    e.add_argument("model", help="run folder (uses RUN/best), a saved classifier or a video-text model")
     e.add_argument("data", help="synthetic world folder (with --split), CSV or folder of class folders")
     e.add_argument("--split", default="test", help="world split: train, val, test or compositional (default test)")
     e.add_argument("--confusion", help="write the confusion matrix PNG here (default MODEL/confusion_<split>.png)")
@@ -87,15 +73,9 @@ def parse_adapt(spec: str) -> tuple[str, dict]:
 
 def run_train_classify(args) -> int:
     from vidfm.tasks.classify import train_classifier
-    from vidfm.training import TrainConfig
 
     method, options = parse_adapt(args.adapt)
-    cfg = TrainConfig(
-        output_dir=args.out, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_ratio=args.warmup, grad_accum=args.grad_accum,
-        max_grad_norm=args.clip_grad or None, mixed_precision=args.precision, gradient_checkpointing=args.grad_checkpointing,
-        ema_decay=args.ema, early_stopping_patience=args.early_stop, checkpoint_every_steps=args.checkpoint_every, seed=args.seed,
-    )  # fmt: skip
+    cfg = train_config_from(args)
     summary = train_classifier(
         args.data, args.encoder, train_config=cfg, val=args.val, adaptation=method, adaptation_options=options,
         num_frames=args.frames, size=args.size, dropout=args.dropout, drop_path=args.drop_path,
@@ -127,8 +107,11 @@ def _load_classifier(path):
 
 def run_eval(args) -> int:
     from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records
+    from vidfm.cli.retrieval_commands import is_video_text_model, run_eval_retrieval
     from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
 
+    if is_video_text_model(args.model):
+        return run_eval_retrieval(args)
     model, path = _load_classifier(args.model)
     data = Path(args.data)
     common = dict(num_frames=model.num_frames, decode_size=(model.image_size, model.image_size), sampler="segments")

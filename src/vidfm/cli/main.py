@@ -12,7 +12,7 @@ from vidfm.errors import VidfmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vidfm.cli import classify_commands, io_commands, synth_command
+    from vidfm.cli import classify_commands, io_commands, retrieval_commands, synth_command
 
     parser = argparse.ArgumentParser(
         prog="vidfm",
@@ -21,9 +21,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vidfm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (synth_command, io_commands, classify_commands):
+    for module in (synth_command, io_commands, classify_commands, retrieval_commands):
         module.register(sub)
     return parser
+
+
+def _quiet_hub_progress() -> None:
+    """transformers' per-file load/save bars add noise to every command; ours stay."""
+    try:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    _quiet_hub_progress()
     try:
         return int(args.run(args) or 0)
     except VidfmError as e:

@@ -64,7 +64,7 @@ def load_encoder(path, **kwargs) -> VideoEncoder:
     transformers VideoMAE/TimeSformer, or an image tower (CLIP, SigLIP, ViT) which becomes
     a ``FrameEncoder``."""
     folder = Path(path)
-    if (folder / "best" / "classifier.json").exists():  # a training run folder
+    if not (folder / "config.json").exists() and (folder / "best").is_dir():  # a training run folder
         folder = folder / "best"
     if (folder / "classifier.json").exists():  # a trained classifier: reuse its encoder
         from vidfm.tasks.classify import VideoClassifier

@@ -1,0 +1,231 @@
+"""``vidfm pretrain``, ``vidfm index``, ``vidfm search`` and ``vidfm zeroshot``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidfm.cli.common import add_train_options, print_json, progress, train_config_from
+from vidfm.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised or video-text pre-training",
+        description=(
+            "Pre-train an encoder. Objectives: mvm (VideoMAE masked video modelling; videomae-* encoders), simclr and "
+            "moco (two augmented views of each video), contrastive (video-text InfoNCE with the pretrained MiniLM text "
+            "tower). DATA is a synthetic world, a folder of videos (searched recursively), a CSV with a 'path' column, "
+            "or (contrastive) a JSONL of {path, captions}. RUN/best is an encoder folder usable by 'vidfm train "
+            "classify --encoder RUN/best'; a contrastive run can also be used by 'vidfm index/search/zeroshot'."
+        ),
+    )
+    p.add_argument("data", help="synthetic world, folder of videos, CSV or captions JSONL")
+    p.add_argument("--objective", required=True, choices=["mvm", "simclr", "moco", "contrastive"])
+    p.add_argument("--encoder", default="videomae-tiny", help="preset name or an encoder folder to continue from")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--val", help="validation data of the same kind (default: the world's val split, or 10%% of DATA)")
+    add_train_options(p)
+    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    p.add_argument("--mask-ratio", type=float, default=0.9, help="mvm: fraction of tubes hidden")
+    p.add_argument("--decoder-depth", type=int, default=2, help="mvm: decoder blocks")
+    p.add_argument("--proj-dim", type=int, help="simclr/moco: projection size (default 128)")
+    p.add_argument("--temperature", type=float, help="softmax temperature (default 0.1 simclr/moco, 0.07 contrastive, learnable)")
+    p.add_argument("--queue", type=int, help="moco: queue length (default 4096)")
+    p.add_argument("--momentum", type=float, help="moco: key-encoder momentum (default 0.99)")
+    p.add_argument("--text-model", default="minilm", help="contrastive: 'minilm' (bundled all-MiniLM-L6-v2) or a Hugging Face text model folder")
+    p.add_argument("--text", default="frozen", choices=["frozen", "lora", "full"], help="contrastive: how the text tower trains")
+    p.add_argument("--embed-dim", type=int, help="contrastive: joint space size (default 256)")
+    p.add_argument("--hard-negatives", type=float, default=0.0, help="contrastive: HN-NCE beta (0 = off, try 0.5)")
+    p.add_argument("--on-error", default="skip", choices=["skip", "raise"], help="what to do with videos that fail to decode")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=run_pretrain)
+
+    ix = sub.add_parser(
+        "index",
+        help="embed videos into a persistent search index",
+        description=(
+            "Embed every video under VIDEOS (or each window of --window seconds) with MODEL and store the vectors (FAISS) "
+            "and what they are (SQLite: path, start, end) in OUT. Running it again adds only new or changed videos. "
+            "Videos that fail to decode are skipped and listed; the index is written atomically."
+        ),
+    )
+    ix.add_argument("videos", nargs="+", help="video files or folders (searched recursively)")
+    ix.add_argument("--model", required=True, help="a video-text run/model (text and video queries) or any encoder folder (video queries)")
+    ix.add_argument("--out", required=True, help="index folder (created or updated)")
+    ix.add_argument("--window", type=float, help="embed windows of this many seconds instead of whole videos")
+    ix.add_argument("--stride", type=float, help="seconds between window starts (default: the window)")
+    ix.add_argument("--kind", default="flat", choices=["flat", "hnsw"], help="exact search, or HNSW for large collections")
+    ix.add_argument("--batch-size", type=int, default=32)
+    ix.add_argument("--json", action="store_true")
+    ix.set_defaults(run=run_index)
+
+    s = sub.add_parser("search", help="search an index by text or by an example video", description="Text -> video search (QUERY) or video -> video search (--video). Prints score, file and time range.")
+    s.add_argument("index", help="index folder made by 'vidfm index'")
+    s.add_argument("query", nargs="?", help="a sentence, e.g. 'a red circle moves left'")
+    s.add_argument("--video", help="find segments similar to this video instead")
+    s.add_argument("--model", help="model to embed the query (default: the one that built the index)")
+    s.add_argument("--top", type=int, default=5)
+    s.add_argument("--include-self", action="store_true", help="with --video: keep the query video's own segments")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=run_search)
+
+    z = sub.add_parser("zeroshot", help="classify videos by label prompts, no training", description="Score videos against label prompts ('a video of {label}', prompt-ensembled) with a video-text model.")
+    z.add_argument("model", help="video-text run or model folder")
+    z.add_argument("videos", nargs="+", metavar="VIDEO")
+    z.add_argument("--labels", required=True, help="comma-separated labels, or a text file with one label per line")
+    z.add_argument("--template", action="append", help="prompt template with {} for the label (repeatable; default: a small ensemble)")
+    z.add_argument("--top", type=int, default=3)
+    z.add_argument("--json", action="store_true")
+    z.set_defaults(run=run_zeroshot)
+
+
+def run_pretrain(args) -> int:
+    from vidfm.tasks.pretrain import pretrain
+
+    summary = pretrain(
+        args.data, args.objective, args.encoder, train_config=train_config_from(args), val=args.val, num_frames=args.frames,
+        size=args.size, on_error=args.on_error, resume=not args.fresh, mask_ratio=args.mask_ratio,
+        decoder_depth=args.decoder_depth, proj_dim=args.proj_dim, temperature=args.temperature, queue_size=args.queue,
+        momentum=args.momentum, text_model=args.text_model, text_mode=args.text, embed_dim=args.embed_dim,
+        hard_negative_beta=args.hard_negatives or None,
+    )  # fmt: skip
+    summary.pop("history")
+    if args.json:
+        print_json(summary)
+        return 0
+    p = summary["params"]
+    metric = "validation rsum (R@1+5+10 both ways)" if args.objective == "contrastive" else "validation loss"
+    print(f"{args.objective}: {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s; "
+          f"trainable {p['trainable']:,} of {p['total']:,} parameters")  # fmt: skip
+    if summary["best"] is not None:
+        print(f"best {metric} {summary['best']:.4f}")
+    print(f"encoder: {Path(args.out) / 'best'}   curves: {Path(args.out) / 'curves.png'}")
+    return 0
+
+
+def _video_files(items) -> list[Path]:
+    from vidfm.data.datasets import VIDEO_SUFFIXES
+
+    out = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise ConfigError(f"{item}: no videos found")
+            out += found
+        else:
+            out.append(item)  # a missing or broken file is reported by the indexer
+    return out
+
+
+def run_index(args) -> int:
+    from vidfm.retrieval.embedder import Embedder
+    from vidfm.retrieval.index import update_index
+
+    videos = _video_files(args.videos)
+    embedder = Embedder(args.model)
+    report = update_index(args.out, videos, embedder, window=args.window, stride=args.stride, kind=args.kind,
+                          batch_size=args.batch_size, progress=lambda it: progress(it, "indexing", unit="video"))  # fmt: skip
+    from vidfm.retrieval.index import VideoIndex
+
+    with VideoIndex.open(args.out) as ix:
+        total = len(ix)
+    result = {**report.as_dict(), "index": args.out, "total_segments": total}
+    if args.json:
+        print_json(result)
+    else:
+        rate = report.added_videos / report.seconds if report.seconds else 0
+        print(f"{args.out}: added {report.added_videos} videos ({report.added_segments} segments, {rate:.1f} videos/s), "
+              f"{report.unchanged_videos} unchanged, {len(report.failed)} failed; {total} segments in all")  # fmt: skip
+        for path, err in report.failed:
+            print(f"  skipped {path}: {err}")
+    return 1 if report.failed and not report.added_videos and not report.unchanged_videos else 0
+
+
+def run_search(args) -> int:
+    from vidfm.retrieval.embedder import Embedder
+    from vidfm.retrieval.index import VideoIndex
+
+    if (args.query is None) == (args.video is None):
+        raise ConfigError("give either a text QUERY or --video FILE")
+    if args.query is not None and not args.query.strip():
+        raise ConfigError("the query is empty; give a sentence such as 'a red circle moves left'")
+    with VideoIndex.open(args.index) as ix:
+        embedder = Embedder(args.model or ix.manifest["model"])
+        if args.video:
+            hits = ix.search_video(embedder, args.video, args.top, include_self=args.include_self)
+        else:
+            hits = ix.search_text(embedder, args.query, args.top)
+    if args.json:
+        print_json({"query": args.query or args.video, "hits": hits})
+        return 0
+    for h in hits:
+        print(f"{h['rank']:>3}  {h['score']:.3f}  {h['path']}  {h['start']:.2f}-{h['end']:.2f} s")
+    if not hits:
+        print("no results (the index is empty)")
+    return 0
+
+
+def run_zeroshot(args) -> int:
+    from vidfm.retrieval.embedder import Embedder
+    from vidfm.tasks.retrieval import TEMPLATES, zero_shot
+
+    p = Path(args.labels)
+    labels = [x.strip() for x in (p.read_text().splitlines() if p.is_file() else args.labels.split(",")) if x.strip()]
+    templates = args.template or TEMPLATES
+    if any("{}" not in t for t in templates):
+        raise ConfigError("each --template needs a {} where the label goes")
+    embedder = Embedder(args.model)
+    scores = zero_shot(embedder, args.videos, labels, templates)
+    results = {}
+    for v, row in zip(args.videos, scores):
+        order = row.argsort()[::-1][: args.top]
+        results[v] = [{"label": labels[i], "score": float(row[i])} for i in order]
+    if args.json:
+        print_json(results)
+        return 0
+    for v, r in results.items():
+        print(v)
+        for item in r:
+            print(f"  {item['score']:6.3f}  {item['label']}")
+    return 0
+
+
+def is_video_text_model(path) -> bool:
+    from vidfm.objectives.video_text import META
+
+    path = Path(path)
+    return (path / META).exists() or (path / "best" / META).exists()
+
+
+def run_eval_retrieval(args) -> int:
+    """``vidfm eval`` for a video-text model: retrieval both ways (+ zero-shot on a world)."""
+    from vidfm.data.datasets import SyntheticWorld, captions_from_jsonl, classification_from_csv
+    from vidfm.retrieval.embedder import Embedder
+    from vidfm.tasks.retrieval import evaluate_retrieval, zero_shot_accuracy
+
+    embedder = Embedder(args.model)
+    data = Path(args.data)
+    bar = lambda it: progress(it, "embedding", unit="video")  # noqa: E731
+    if (data / "world.json").exists():
+        world = SyntheticWorld(data)
+        metrics = evaluate_retrieval(embedder, captions_from_jsonl(data / "captions" / f"{world._split(args.split)}.jsonl", data), bar)
+        records, _ = classification_from_csv(data / "classification" / f"{args.split}.csv", data, world.classes)
+        metrics["zero_shot"] = zero_shot_accuracy(embedder, records, world.classes, progress=bar)
+    elif data.suffix == ".jsonl":
+        metrics = evaluate_retrieval(embedder, captions_from_jsonl(data, data.parent), bar)
+    else:
+        raise ConfigError(f"{data}: retrieval evaluation needs a synthetic world or a captions JSONL ({{path, captions}} per line)")
+    if args.json:
+        print_json(metrics)
+        return 0
+    print(f"{metrics['videos']} videos, one caption each")
+    for d in ("t2v", "v2t"):
+        print(f"  {d}: R@1 {metrics[f'{d}_R@1']:.3f}  R@5 {metrics[f'{d}_R@5']:.3f}  R@10 {metrics[f'{d}_R@10']:.3f}  "
+              f"median rank {metrics[f'{d}_MdR']:.1f}  mean rank {metrics[f'{d}_MnR']:.1f}")  # fmt: skip
+    if "zero_shot" in metrics:
+        z = metrics["zero_shot"]
+        print(f"  zero-shot classification: top-1 {z['accuracy']:.3f}, top-5 {z['top5']:.3f} (chance {z['chance']:.3f}) on {z['videos']} videos")
+    return 0

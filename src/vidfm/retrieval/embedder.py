@@ -1,0 +1,117 @@
+"""Turn videos (whole, or windows of long ones) and sentences into unit vectors with one
+saved model: a video-text model (text and video queries) or any video encoder (video
+queries only). ``fingerprint`` identifies the exact weights, so an index can refuse
+queries embedded by another model."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidfm.data.transforms import to_float_clip
+from vidfm.errors import ConfigError
+from vidfm.io.reader import VideoReader
+from vidfm.io.samplers import uniform_indices
+
+
+@dataclass
+class Segment:
+    """A time range of a video to embed (``end`` is exclusive, seconds)."""
+
+    path: str
+    start: float
+    end: float
+    indices: np.ndarray
+
+
+def fingerprint_folder(folder: Path) -> str:
+    """sha256 over the folder's config and weight files (names and bytes)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
+    for p in files:
+        if p.name in ("pretrain.json", "train_config.json"):
+            continue  # provenance notes, not the model
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class Embedder:
+    def __init__(self, path, device: str = "cpu"):
+        from vidfm.models import load_encoder
+        from vidfm.objectives.video_text import META, VideoTextModel
+
+        folder = Path(path)
+        if not folder.exists():
+            raise ConfigError(f"{folder}: model folder not found")
+        if not (folder / "config.json").exists() and (folder / "best").is_dir():
+            folder = folder / "best"
+        self.folder, self.device = folder, device
+        if (folder / META).exists():
+            self.video_text = VideoTextModel.from_pretrained(folder).to(device).eval()
+            self.encoder = self.video_text.video_encoder
+        else:
+            self.video_text = None
+            self.encoder = load_encoder(folder).to(device).eval()
+        self.fingerprint = fingerprint_folder(folder)
+        self.num_frames = self.encoder.config.num_frames
+        self.image_size = self.encoder.config.image_size
+        self.dim = self.video_text.embed_dim if self.video_text else self.encoder.output_dim
+
+    @property
+    def has_text(self) -> bool:
+        return self.video_text is not None
+
+    @torch.no_grad()
+    def encode_clips(self, clips: torch.Tensor) -> np.ndarray:
+        clips = clips.to(self.device)
+        if self.video_text is not None:
+            out = self.video_text.encode_video(clips)
+        else:
+            out = F.normalize(self.encoder(clips).pooled.float(), dim=-1)
+        return out.cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def encode_text(self, texts) -> np.ndarray:
+        if self.video_text is None:
+            raise ConfigError(f"{self.folder}: this model has no text tower; search with --video, or use a video-text model")
+        return self.video_text.encode_text(list(texts) if not isinstance(texts, str) else [texts]).cpu().numpy().astype(np.float32)
+
+    # -- reading videos ------------------------------------------------------------------
+    def segments(self, path, window: float | None = None, stride: float | None = None) -> list[Segment]:
+        """The whole video as one segment, or windows of ``window`` seconds every ``stride``
+        (default: the window) — the last window ends at the video's end."""
+        with VideoReader(path) as r:
+            n, t, duration = len(r), r.timestamps, r.duration
+        if not window or duration <= window:
+            return [Segment(str(path), 0.0, duration, uniform_indices(n, self.num_frames))]
+        stride = stride or window
+        starts = list(np.arange(0.0, duration - window + 1e-6, stride))
+        if starts[-1] + window < duration - 1e-6:
+            starts.append(duration - window)
+        out = []
+        for s in starts:
+            idx = np.flatnonzero((t >= s - 1e-9) & (t < s + window - 1e-9))
+            if len(idx) == 0:
+                continue
+            out.append(Segment(str(path), float(s), float(s + window), idx[uniform_indices(len(idx), self.num_frames)]))
+        return out
+
+    def load_clip(self, segment: Segment) -> torch.Tensor:
+        with VideoReader(segment.path, size=(self.image_size, self.image_size)) as r:
+            return to_float_clip(r.get_frames(segment.indices))
+
+    def embed_video(self, path) -> np.ndarray:
+        """One (E,) vector for a whole video file (a query clip)."""
+        seg = self.segments(path)[0]
+        return self.encode_clips(self.load_clip(seg)[None])[0]
+
+
+__all__ = ["Embedder", "Segment", "fingerprint_folder"]

@@ -1,0 +1,185 @@
+"""Pre-train an encoder with one objective (mvm, simclr, moco, contrastive) on unlabeled
+videos or captioned videos, with the one trainer.
+
+The best weights land in ``RUN/best`` as a plain encoder folder (``load_encoder`` and
+``vidfm train classify --encoder RUN`` read it), with ``pretrain.json`` saying how it was
+made and ``objective.safetensors`` holding the objective's own head (decoder, projection);
+a video-text run also holds its projections and temperature (``VideoTextModel``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidfm.data.datasets import VIDEO_SUFFIXES, SyntheticWorld, VideoDataset, captions_from_jsonl
+from vidfm.data.transforms import eval_transform, train_transform
+from vidfm.errors import ConfigError, DatasetError
+from vidfm.models import resolve_encoder
+from vidfm.objectives import ContrastiveVideoModel, MaskedVideoModel, TwoViews, VideoTextModel, tube_mask
+from vidfm.objectives.contrastive import contrastive_loss_fn
+from vidfm.objectives.mvm import mvm_loss_fn
+from vidfm.objectives.video_text import video_text_loss_fn
+from vidfm.training import TrainConfig, Trainer, atomic_save_dir
+
+OBJECTIVES = ("mvm", "simclr", "moco", "contrastive")
+
+
+# -- data ----------------------------------------------------------------------------------
+def unlabeled_records(data) -> list[dict]:
+    """Videos to pre-train on: a world's train split, every video under a folder
+    (recursively), a CSV with a ``path`` column, or a captions JSONL."""
+    data = Path(data)
+    if (data / "world.json").exists():
+        return captions_from_jsonl(data / "captions" / "train.jsonl", data)
+    if data.suffix == ".jsonl":
+        return captions_from_jsonl(data, data.parent)
+    if data.suffix.lower() == ".csv":
+        import csv
+
+        with open(data, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "path" not in rows[0]:
+            raise DatasetError(f"{data}: needs a header with a 'path' column")
+        return [{"path": str(p if (p := Path(r["path"])).is_absolute() else data.parent / p)} for r in rows]
+    if not data.is_dir():
+        raise DatasetError(f"{data}: not found (expected a synthetic world, a folder of videos, a CSV or a captions JSONL)")
+    records = [{"path": str(p)} for p in sorted(data.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()]
+    if not records:
+        raise DatasetError(f"{data}: no videos found")
+    return records
+
+
+def captioned_records(data, split: str) -> list[dict]:
+    data = Path(data)
+    if (data / "world.json").exists():
+        return captions_from_jsonl(SyntheticWorld(data).root / "captions" / f"{split}.jsonl", data)
+    if data.suffix == ".jsonl":
+        return captions_from_jsonl(data, data.parent)
+    raise DatasetError(f"{data}: video-text training needs captions: a synthetic world or a JSONL of {{path, captions}}")
+
+
+def _split(records: list[dict], val_fraction: float, seed: int):
+    order = np.random.default_rng(seed).permutation(len(records))
+    n_val = max(1, round(len(records) * val_fraction)) if len(records) > 2 else 0
+    return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
+
+
+def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on_error="skip", val=None):
+    """(train, val) datasets for an objective. Worlds use their own val split; other data
+    keep 10 % aside (or ``val``, a folder/CSV/JSONL of the same kind)."""
+    world = (Path(data) / "world.json").exists()
+    common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, sampler="segments")
+    # never flip a world: its captions and labels name directions
+    tf_train = train_transform(size, scale=(0.5, 1.0) if objective in ("simclr", "moco") else (0.8, 1.0), flip=not world, occlusion=False)
+    tf_eval = eval_transform(size)
+    if objective == "contrastive":
+        train_r = captioned_records(data, "train")
+        val_r = captioned_records(data, "val") if world else (captioned_records(val, "val") if val else None)
+    else:
+        train_r = unlabeled_records(data)
+        val_r = captioned_records(data, "val") if world else (unlabeled_records(val) if val else None)
+    if val_r is None:
+        train_r, val_r = _split(train_r, 0.1, seed)
+
+    def make(records, train, seed_offset=0):
+        return VideoDataset(records, train=train, transform=tf_train if train else tf_eval, seed=seed + seed_offset, **common)
+
+    if objective in ("simclr", "moco"):
+        return TwoViews(make(train_r, True), make(train_r, True, 7919)), (TwoViews(make(val_r, False), make(val_r, True, 104729)) if val_r else None)
+    return make(train_r, True), (make(val_r, False) if val_r else None)
+
+
+# -- models --------------------------------------------------------------------------------
+def build_objective(objective: str, encoder, **options):
+    if objective == "mvm":
+        return MaskedVideoModel(encoder, mask_ratio=options.get("mask_ratio", 0.9), decoder_depth=options.get("decoder_depth", 2))
+    if objective in ("simclr", "moco"):
+        kw = {k: options[k] for k in ("proj_dim", "temperature", "queue_size", "momentum") if options.get(k) is not None}
+        return ContrastiveVideoModel(encoder, objective, **kw)
+    if objective == "contrastive":
+        from vidfm.models.text import TextEncoder
+
+        text = TextEncoder(options.get("text_model") or "minilm")
+        kw = {k: options[k] for k in ("embed_dim", "temperature", "text_mode", "hard_negative_beta") if options.get(k) is not None}
+        return VideoTextModel(encoder, text, **kw)
+    raise ConfigError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+
+
+def save_pretrained_objective(model, path, meta: dict) -> None:
+    """The encoder as a plain encoder folder + the objective's head + how it was made."""
+    if isinstance(model, VideoTextModel):
+        model.save_pretrained(path)
+        (Path(path) / "pretrain.json").write_text(json.dumps(meta, indent=2))
+        return
+    from safetensors.torch import save_file
+
+    def write(d: Path):
+        model.encoder.save_pretrained(d)
+        head = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith(("encoder.", "key_encoder."))}
+        save_file(head, d / "objective.safetensors")
+        (d / "pretrain.json").write_text(json.dumps(meta, indent=2))
+
+    atomic_save_dir(Path(path), write)
+
+
+# -- evaluation during training ------------------------------------------------------------
+def _validation_loss(model, loader, accelerator) -> dict:
+    """Mean objective loss on held-out videos with fixed masks/views (lower is better)."""
+    inner = accelerator.unwrap_model(model)
+    g = torch.Generator().manual_seed(0)
+    total, n = 0.0, 0
+    for batch in loader:
+        if isinstance(inner, MaskedVideoModel):
+            v = batch["video"]
+            mask = tube_mask(v.shape[0], inner.encoder.config.grid(*[v.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, g, v.device)
+            loss = inner(v, mask)
+        else:
+            loss = inner(batch["video"], batch["video2"])
+        total += float(loss) * len(batch["video"])
+        n += len(batch["video"])
+    return {"loss": total / max(n, 1)}
+
+
+def _retrieval_eval(model, loader, accelerator) -> dict:
+    from vidfm.metrics.retrieval import retrieval_metrics
+
+    inner = accelerator.unwrap_model(model)
+    videos, texts = [], []
+    for batch in loader:
+        videos.append(inner.encode_video(batch["video"]).cpu())
+        texts.append(inner.encode_text(batch["caption"]).cpu())
+    return retrieval_metrics(torch.cat(texts) @ torch.cat(videos).t())
+
+
+# -- entry point ---------------------------------------------------------------------------
+def pretrain(data, objective: str = "mvm", encoder: str = "videomae-tiny", *, train_config: TrainConfig, num_frames: int = 8,
+             size: int = 64, val=None, on_error: str = "skip", resume: bool = True, **options) -> dict:  # fmt: skip
+    """Pre-train and return the trainer's summary; see the module docstring for outputs."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    train, val_ds = pretrain_datasets(data, objective, num_frames=num_frames, size=size, seed=train_config.seed, on_error=on_error, val=val)
+    torch.manual_seed(train_config.seed)
+    enc = resolve_encoder(encoder, num_frames=num_frames, image_size=size)
+    model = build_objective(objective, enc, **options)
+    if objective == "contrastive":
+        train_config.metric, train_config.metric_mode, evaluate = "rsum", "max", _retrieval_eval
+    else:
+        train_config.metric, train_config.metric_mode, evaluate = "loss", "min", _validation_loss
+    meta = {"objective": objective, "encoder": encoder, "data": str(data), "num_frames": num_frames, "size": size,
+            "options": {k: v for k, v in options.items() if v is not None}}  # fmt: skip
+    train_config.extra = {"task": "pretrain", **meta}
+    trainer = Trainer(model, train_config, train, _loss_fn(objective), val_dataset=val_ds, evaluate_fn=evaluate,
+                      save_fn=lambda m, path: save_pretrained_objective(m, path, meta))  # fmt: skip
+    summary = trainer.fit(resume=resume)
+    from vidfm.adapt import trainable_parameters
+
+    summary.update(objective=objective, params=trainable_parameters(model), train_videos=len(train), val_videos=len(val_ds) if val_ds else 0)
+    return summary
+
+
+def _loss_fn(objective: str):
+    return {"mvm": mvm_loss_fn, "simclr": contrastive_loss_fn, "moco": contrastive_loss_fn, "contrastive": video_text_loss_fn}[objective]

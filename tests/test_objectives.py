@@ -1,0 +1,203 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidfm.errors import ConfigError
+from vidfm.models import build_encoder
+from vidfm.models.text import TextEncoder, text_model_path
+from vidfm.objectives import (
+    ContrastiveVideoModel,
+    MaskedVideoModel,
+    VideoTextModel,
+    nt_xent,
+    patchify_targets,
+    same_caption_mask,
+    tube_mask,
+    video_text_loss,
+)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return TextEncoder("minilm")
+
+
+def tiny_vit():
+    return build_encoder("videomae-tiny", num_frames=4, image_size=32, hidden_size=48, num_attention_heads=3, num_hidden_layers=2, intermediate_size=96)
+
+
+def tiny_cnn():
+    return build_encoder("r2plus1d-tiny", num_frames=4, image_size=32)
+
+
+# -- masked video modelling -----------------------------------------------------------------
+def test_tube_mask_hides_the_same_patches_in_every_time_slice():
+    mask = tube_mask(3, (4, 5, 6), 0.9, torch.Generator().manual_seed(0))
+    assert mask.shape == (3, 4 * 30)
+    per_slice = mask.view(3, 4, 30)
+    assert (per_slice == per_slice[:, :1]).all()  # a tube: same positions at every t
+    assert (per_slice[:, 0].sum(1) == 27).all()  # round(0.9 * 30)
+    assert not torch.equal(per_slice[0, 0], per_slice[1, 0])  # samples differ
+    with pytest.raises(ConfigError, match="mask ratio"):
+        tube_mask(1, (1, 2, 2), 1.0)
+
+
+def test_patch_targets_are_normalised_per_patch_and_ordered_like_tokens():
+    video = torch.rand(2, 4, 3, 16, 16)
+    t = patchify_targets(video, tubelet=2, patch=8)
+    assert t.shape == (2, 2 * 2 * 2, 2 * 8 * 8 * 3)
+    per_channel = t.view(2, 8, -1, 3)
+    assert per_channel.mean(2).abs().max() < 1e-5
+    raw = patchify_targets(video, 2, 8, normalize=False)
+    # token 1 = time slice 0, row 0, column 1: pixels [0:2, :, 0:8, 8:16]
+    assert torch.allclose(raw[0, 1].view(2, 8, 8, 3).permute(0, 3, 1, 2), video[0, 0:2, :, 0:8, 8:16])
+
+
+def test_mvm_encoder_sees_only_visible_tokens_and_learns_to_reconstruct():
+    torch.manual_seed(0)
+    model = MaskedVideoModel(tiny_vit(), mask_ratio=0.75)
+    seen = []
+    model.encoder.blocks[0].register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    video = torch.rand(2, 4, 3, 32, 32)
+    mask = tube_mask(2, (2, 4, 4), 0.75, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        first = float(model(video, mask))
+    assert seen[0] == 2 * 4  # 25 % of 2x4x4 tokens
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        opt.zero_grad()
+        loss = model(video, mask)
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.7 * first
+
+
+def test_mvm_refuses_encoders_that_cannot_drop_tokens():
+    with pytest.raises(ConfigError, match="videomae"):
+        MaskedVideoModel(tiny_cnn())
+
+
+# -- video-video contrastive ----------------------------------------------------------------
+def test_nt_xent_is_low_for_matching_views_and_high_for_random_ones():
+    z = torch.eye(8)
+    assert float(nt_xent(z, z, 0.05)) < 1e-3
+    rand = float(nt_xent(torch.randn(8, 8), torch.randn(8, 8), 1.0))
+    assert abs(rand - math.log(15)) < 0.6
+
+
+def test_moco_updates_its_queue_and_momentum_encoder_but_never_trains_it():
+    torch.manual_seed(0)
+    model = ContrastiveVideoModel(tiny_cnn(), "moco", proj_dim=16, queue_size=8, momentum=0.5)
+    assert not any(p.requires_grad for p in model.key_encoder.parameters())
+    before_queue = model.queue.clone()
+    key_before = next(model.key_encoder.parameters()).clone()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    v1, v2 = torch.rand(3, 4, 3, 32, 32), torch.rand(3, 4, 3, 32, 32)
+    for _ in range(2):
+        opt.zero_grad()
+        model(v1, v2).backward()
+        opt.step()
+    assert int(model.queue_ptr) == (2 * 2 * 3) % 8
+    assert not torch.equal(model.queue, before_queue)
+    online, key = next(model.encoder.parameters()), next(model.key_encoder.parameters())
+    assert not torch.equal(key, key_before) and not torch.allclose(key, online)  # moved, but lags
+    model.eval()
+    ptr = int(model.queue_ptr)
+    model(v1, v2)
+    assert int(model.queue_ptr) == ptr  # evaluation does not enqueue
+
+
+def test_simclr_and_moco_validate_their_options():
+    with pytest.raises(ConfigError, match="simclr or moco"):
+        ContrastiveVideoModel(tiny_cnn(), "byol")
+    with pytest.raises(ConfigError, match="momentum"):
+        ContrastiveVideoModel(tiny_cnn(), "moco", momentum=1.5)
+
+
+# -- video-text contrastive -----------------------------------------------------------------
+def test_bundled_minilm_matches_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    sentences = ["a small red circle moves to the left", "the blue square grows", "nothing happens"]
+    reference = SentenceTransformer(text_model_path("minilm"), device="cpu").encode(sentences, convert_to_tensor=True)
+    with torch.no_grad():
+        ours = F.normalize(minilm(sentences)[2], dim=-1)
+    assert torch.allclose(ours, reference, atol=1e-5)
+    sim = ours @ ours.t()
+    paraphrase = F.normalize(minilm(["a little red disc travels leftwards"])[2], dim=-1)[0]
+    assert float(paraphrase @ ours[0]) > float(paraphrase @ ours[1]) + 0.2  # it is a real sentence model
+    assert sim.shape == (3, 3)
+
+
+def test_text_encoder_errors(minilm, tmp_path):
+    with pytest.raises(ConfigError, match="non-empty"):
+        minilm([""])
+    with pytest.raises(ConfigError, match="cannot load|not found"):
+        TextEncoder(str(tmp_path / "missing"))
+
+
+def test_infonce_aligned_pairs_and_duplicate_captions():
+    v = torch.eye(4)
+    scale = torch.tensor(math.log(100.0))
+    assert float(video_text_loss(v, v, scale)) < 1e-3
+    # videos 0 and 1 show the same thing and share a caption: as negatives of each other
+    # they would be pushed apart for nothing
+    v = torch.stack([v[0], F.normalize(v[0] + 0.1 * v[1], dim=0), v[2], v[3]])
+    t = torch.stack([v[0], v[0], v[2], v[3]])
+    same = same_caption_mask(["a red circle", "A red  circle", "x", "y"])
+    assert same[0, 1] and not same[0, 2]
+    assert float(video_text_loss(v, t, scale, same)) < 0.1 < float(video_text_loss(v, t, scale))
+
+
+def test_hard_negatives_weigh_more_when_beta_is_positive():
+    torch.manual_seed(0)
+    v = F.normalize(torch.randn(6, 8), dim=-1)
+    t = F.normalize(v + 0.3 * torch.randn(6, 8), dim=-1)
+    t[1] = F.normalize(v[0] + 0.05 * torch.randn(8), dim=0)  # a hard negative for video 0
+    scale = torch.tensor(math.log(10.0))
+    assert float(video_text_loss(v, t, scale, hard_negative_beta=2.0)) > float(video_text_loss(v, t, scale))
+
+
+@pytest.mark.parametrize("mode", ["frozen", "lora"])
+def test_video_text_model_saves_and_loads_exactly(minilm, tmp_path, mode):
+    torch.manual_seed(0)
+    model = VideoTextModel(tiny_cnn(), minilm if mode == "frozen" else TextEncoder("minilm"), embed_dim=32, text_mode=mode, lora_rank=2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")}
+    assert (not trainable) if mode == "frozen" else (trainable and all("lora_" in n for n in trainable))
+    with torch.no_grad():  # make LoRA non-trivial so the round trip means something
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    model.save_pretrained(tmp_path / "m")
+    loaded = VideoTextModel.from_pretrained(tmp_path / "m")
+    model.eval()
+    clip, text = torch.rand(2, 4, 3, 32, 32), ["a red circle moves left", "a blue square grows"]
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(clip), loaded.encode_video(clip), atol=1e-6)
+        assert torch.allclose(model.encode_text(text), loaded.encode_text(text), atol=1e-5)
+    heads = (tmp_path / "m" / "heads.safetensors").stat().st_size
+    assert heads < 2e6  # the 90 MB text tower is referenced, not copied
+    with pytest.raises(ConfigError, match="not a video-text model"):
+        VideoTextModel.from_pretrained(tmp_path)
+
+
+def test_video_text_training_step_moves_only_trainable_parts(minilm):
+    torch.manual_seed(0)
+    model = VideoTextModel(tiny_cnn(), minilm, embed_dim=16).train()
+    text_before = next(minilm.model.parameters()).clone()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    clips = torch.rand(4, 4, 3, 32, 32)
+    caps = ["a red circle", "a blue square", "a green cross", "a yellow triangle"]
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = model(clips, caps)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+    assert torch.equal(next(minilm.model.parameters()), text_before)
+    assert np.isfinite(losses).all()

@@ -201,3 +201,37 @@ def test_video_text_training_step_moves_only_trainable_parts(minilm):
     assert losses[-1] < 0.5 * losses[0]
     assert torch.equal(next(minilm.model.parameters()), text_before)
     assert np.isfinite(losses).all()
+
+
+def test_reconstruction_frames_keep_visible_patches_and_fill_hidden_ones():
+    from vidfm.objectives.mvm import reconstruction_frames
+
+    torch.manual_seed(0)
+    model = MaskedVideoModel(tiny_vit(), mask_ratio=0.75).eval()
+    video = torch.rand(1, 4, 3, 32, 32)
+    mask = tube_mask(1, (2, 4, 4), 0.75, torch.Generator().manual_seed(0))
+    frames = reconstruction_frames(model, video, mask)
+    original, seen, rebuilt = frames[:4], frames[4:8], frames[8:]
+    assert frames.shape == (12, 3, 32, 32)
+    visible = ~mask[0].view(2, 4, 4)[0]  # tubes: same spatial pattern at every time
+    r, c = map(int, visible.nonzero()[0])
+    patch = (slice(None), slice(None), slice(8 * r, 8 * r + 8), slice(8 * c, 8 * c + 8))
+    assert torch.allclose(rebuilt[patch], original[patch]) and torch.allclose(seen[patch], original[patch])
+    r, c = map(int, (~visible).nonzero()[0])
+    hidden = (slice(None), slice(None), slice(8 * r, 8 * r + 8), slice(8 * c, 8 * c + 8))
+    assert (seen[hidden] == 0.5).all() and not torch.allclose(rebuilt[hidden], original[hidden])
+
+
+def test_any_hugging_face_text_encoder_folder_works_as_the_text_tower(tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    AutoTokenizer.from_pretrained(text_model_path("minilm")).save_pretrained(tmp_path / "tiny_bert")
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "tiny_bert")
+    text = TextEncoder(str(tmp_path / "tiny_bert"))
+    assert text.output_dim == 32
+    model = VideoTextModel(tiny_cnn(), text, embed_dim=16, text_mode="lora", lora_rank=2)
+    loss = model(torch.rand(2, 4, 3, 32, 32), ["a red circle", "a blue square"])
+    loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "lora_A" in n)
+    model.save_pretrained(tmp_path / "vt")
+    assert VideoTextModel.from_pretrained(tmp_path / "vt").text.name_or_path == str(tmp_path / "tiny_bert")

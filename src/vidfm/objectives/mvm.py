@@ -88,5 +88,29 @@ class MaskedVideoModel(nn.Module):
         return pred, target, mask
 
 
+@torch.no_grad()
+def reconstruction_frames(model: MaskedVideoModel, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Rows of (original, what the encoder saw, reconstruction) frames for one clip
+    (1, T, C, H, W) in [0, 1]: predictions are mapped back to pixels with each hidden
+    patch's true mean/std, the usual way VideoMAE reconstructions are shown."""
+    c = model.encoder.config
+    tub, p = c.tubelet_size, c.patch_size
+    pred, _, mask = model.reconstruct(video, mask)
+    raw = patchify_targets(video, tub, p, normalize=False)  # (1, N, P*C)
+    patches = raw.view(*raw.shape[:2], -1, c.num_channels)
+    mean, std = patches.mean(-2, keepdim=True), (patches.var(-2, unbiased=True, keepdim=True) + 1e-6).sqrt()
+    filled = patches.clone()
+    hidden = pred.view(1, -1, patches.shape[2], c.num_channels) * std[mask][None] + mean[mask][None]
+    filled[mask] = hidden[0]
+    seen = patches.clone()
+    seen[mask] = 0.5  # grey where the encoder saw nothing
+    _, t, _, h, w = video.shape
+
+    def unpatch(x):
+        return rearrange(x, "b (t h w) (p0 p1 p2) c -> b (t p0) c (h p1) (w p2)", t=t // tub, h=h // p, w=w // p, p0=tub, p1=p, p2=p)
+
+    return torch.cat([video[0], unpatch(seen)[0], unpatch(filled)[0].clamp(0, 1)])
+
+
 def mvm_loss_fn(model: MaskedVideoModel, batch: dict):
     return model(batch["video"]), {}

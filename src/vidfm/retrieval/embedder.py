@@ -105,8 +105,16 @@ class Embedder:
         return out
 
     def load_clip(self, segment: Segment) -> torch.Tensor:
-        with VideoReader(segment.path, size=(self.image_size, self.image_size)) as r:
-            return to_float_clip(r.get_frames(segment.indices))
+        return self.load_clips([segment])[0]
+
+    def load_clips(self, segments: list[Segment]) -> list[torch.Tensor]:
+        """Clips of segments of one video, decoded in a single pass (each GOP once)."""
+        if not segments:
+            return []
+        with VideoReader(segments[0].path, size=(self.image_size, self.image_size)) as r:
+            frames = r.get_frames(np.concatenate([s.indices for s in segments]))
+        bounds = np.cumsum([0] + [len(s.indices) for s in segments])
+        return [to_float_clip(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def embed_video(self, path) -> np.ndarray:
         """One (E,) vector for a whole video file (a query clip)."""

@@ -203,7 +203,7 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
     for v, st in progress(todo) if progress else todo:
         try:
             segs = embedder.segments(v, window, stride)
-            clips = [(s, embedder.load_clip(s)) for s in segs]
+            clips = list(zip(segs, embedder.load_clips(segs)))
         except VideoDecodeError as e:
             report.failed.append((str(v), str(e)))
             continue

@@ -175,10 +175,27 @@ def pretrain(data, objective: str = "mvm", encoder: str = "videomae-tiny", *, tr
     trainer = Trainer(model, train_config, train, _loss_fn(objective), val_dataset=val_ds, evaluate_fn=evaluate,
                       save_fn=lambda m, path: save_pretrained_objective(m, path, meta))  # fmt: skip
     summary = trainer.fit(resume=resume)
+    if objective == "mvm" and val_ds is not None:
+        summary["reconstruction_png"] = str(save_reconstruction(trainer.model, val_ds, Path(train_config.output_dir) / "reconstruction.png"))
     from vidfm.adapt import trainable_parameters
 
     summary.update(objective=objective, params=trainable_parameters(model), train_videos=len(train), val_videos=len(val_ds) if val_ds else 0)
     return summary
+
+
+def save_reconstruction(model: MaskedVideoModel, dataset, path: Path, clips: int = 2) -> Path:
+    """Original / visible / reconstructed frames of a few held-out clips, one PNG."""
+    from vidfm.io.writer import save_contact_sheet
+    from vidfm.objectives.mvm import reconstruction_frames
+
+    model.eval()
+    rows = []
+    for i in range(min(clips, len(dataset))):
+        video = dataset[i]["video"][None]
+        mask = tube_mask(1, model.encoder.config.grid(*[video.shape[k] for k in (1, 3, 4)]), model.mask_ratio, torch.Generator().manual_seed(i))
+        rows.append(reconstruction_frames(model, video, mask))
+    t = rows[0].shape[0] // 3
+    return save_contact_sheet(path, torch.cat(rows), columns=t, scale=2, title="rows: original / visible to the encoder / reconstruction (hidden patches: predicted shape, true patch mean+std)")
 
 
 def _loss_fn(objective: str):

@@ -6,6 +6,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 
 def plot_world_stats(root) -> Path:
     """Bar chart of action labels per split and a histogram of video lengths -> ``stats.png``."""
@@ -35,3 +37,41 @@ def plot_world_stats(root) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def plot_shot_timeline(shots, path, thumbs: int = 12) -> Path:
+    """Thumbnails of each shot's middle frame above the per-frame transition score (if the
+    detector gives one), with every transition marked -> a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vidfm.io.reader import VideoReader
+
+    ranges = shots.ranges
+    shown = ranges if len(ranges) <= thumbs else [ranges[i] for i in np.linspace(0, len(ranges) - 1, thumbs).round().astype(int)]
+    with VideoReader(shots.path) as r:  # native size: imshow keeps the aspect ratio
+        images = r.get_frames([(s + e) // 2 for s, e in shown])
+    fig = plt.figure(figsize=(max(8, 1.6 * len(shown)), 4.2))
+    grid = fig.add_gridspec(2, len(shown), height_ratios=[1, 1.2])
+    for k, ((s, e), img) in enumerate(zip(shown, images)):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(img)
+        ax.set_title(f"{shots.time(s):.1f}-{shots.time(e):.1f}s", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    t = np.array([shots.time(i) for i in range(shots.num_frames)])
+    if shots.scores is not None:
+        ax.plot(t, shots.scores, lw=0.8, color="k", label="transition score")
+    for tr in shots.transitions:
+        colour = "tab:red" if tr["kind"] == "cut" else "tab:orange"
+        ax.axvspan(shots.time(tr["from_frame"]), shots.time(tr["to_frame"]), color=colour, alpha=0.6)
+    ax.set_xlim(0, t[-1] if len(t) else 1)
+    ax.set_xlabel("seconds")
+    ax.set_title(f"{len(ranges)} shots: cuts red, gradual transitions orange", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

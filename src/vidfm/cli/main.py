@@ -12,7 +12,7 @@ from vidfm.errors import VidfmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vidfm.cli import classify_commands, io_commands, retrieval_commands, synth_command
+    from vidfm.cli import classify_commands, io_commands, retrieval_commands, shots_commands, synth_command
 
     parser = argparse.ArgumentParser(
         prog="vidfm",
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vidfm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (synth_command, io_commands, classify_commands, retrieval_commands):
+    for module in (synth_command, io_commands, classify_commands, retrieval_commands, shots_commands):
         module.register(sub)
     return parser
 

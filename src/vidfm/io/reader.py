@@ -138,15 +138,18 @@ class VideoReader:
         size: ``(height, width)`` to resize to while decoding (after rotation), or None.
         threads: decoder threads; 0 lets FFmpeg choose (frame + slice threading).
         strict: raise on frames FFmpeg marks corrupt instead of returning concealed garbage.
+        interpolation: swscale filter for ``size`` (``BILINEAR``, ``BICUBIC`` = the ffmpeg
+            command line's default, ``AREA``, ...).
 
     ``reader[i]`` and ``get_frames([...])`` return ``uint8`` arrays ``(H, W, 3)`` /
     ``(N, H, W, 3)``; iterating yields every frame in order with constant memory.
     Use as a context manager, or call ``close()``.
     """
 
-    def __init__(self, path, *, size: tuple[int, int] | None = None, threads: int = 0, strict: bool = True):
+    def __init__(self, path, *, size: tuple[int, int] | None = None, threads: int = 0, strict: bool = True, interpolation: str = "BILINEAR"):
         self.path = Path(path)
         self.size = size
+        self.interpolation = interpolation
         self.strict = strict
         self._container, self._stream = open_container(self.path)
         self._stream.thread_type = "AUTO"
@@ -352,7 +355,7 @@ class VideoReader:
             h, w = self.size
             if k % 2:  # resize in stored orientation, so swap the target
                 h, w = w, h
-            frame = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR")
+            frame = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation=self.interpolation)
         else:
             frame = self._reformatter.reformat(frame, format="rgb24")
         arr = frame.to_ndarray()

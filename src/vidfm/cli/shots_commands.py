@@ -1,0 +1,107 @@
+"""``vidfm shots`` and ``vidfm split``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidfm.cli.common import print_json
+
+
+def _add_detector_options(p) -> None:
+    p.add_argument("video")
+    p.add_argument("--method", default="transnetv2", choices=["transnetv2", "histogram", "content", "adaptive"],
+                   help="transnetv2 (neural, real weights; default), histogram (fast classical), content/adaptive (PySceneDetect)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=0.5, help="transnetv2: transition probability threshold (default 0.5)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("shots", help="detect shot boundaries (cuts and gradual transitions)",
+                       description="Detect shots and the transitions between them. Prints each shot's frames and seconds; --timeline writes a PNG with thumbnails.")  # fmt: skip
+    _add_detector_options(p)
+    p.add_argument("--timeline", help="write a timeline PNG here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_shots)
+
+    s = sub.add_parser("split", help="write one video file per shot", description="Detect shots, then write OUT/<name>_shot_NNN.mp4 for each.")
+    _add_detector_options(s)
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=run_split)
+    register_scenes(sub)
+
+
+def run_shots(args) -> int:
+    from vidfm.shots import detect_shots
+    from vidfm.viz import plot_shot_timeline
+
+    shots = detect_shots(args.video, args.method, args.threshold)
+    result = shots.as_dict()
+    if args.timeline:
+        result["timeline_png"] = str(plot_shot_timeline(shots, args.timeline))
+    if args.json:
+        print_json(result)
+        return 0
+    cuts = sum(t["kind"] == "cut" for t in result["transitions"])
+    print(f"{args.video}: {len(result['shots'])} shots, {cuts} cuts, {len(result['transitions']) - cuts} gradual transitions ({args.method})")
+    for k, sh in enumerate(result["shots"], 1):
+        print(f"  shot {k:>3}  frames {sh['start_frame']:>6}-{sh['end_frame']:<6}  {sh['start']:8.2f}-{sh['end']:.2f} s")
+    if args.timeline:
+        print(f"timeline: {args.timeline}")
+    return 0
+
+
+def run_split(args) -> int:
+    from tqdm.auto import tqdm
+
+    from vidfm.shots import detect_shots, split_shots
+
+    shots = detect_shots(args.video, args.method, args.threshold)
+    paths = split_shots(shots, args.out, progress=lambda total: tqdm(total=total, desc="splitting", unit="frame", disable=None))
+    if args.json:
+        print_json({**shots.as_dict(), "files": [str(p) for p in paths]})
+        return 0
+    print(f"{len(paths)} shots written to {Path(args.out)}")
+    return 0
+
+
+def register_scenes(sub) -> None:
+    for name, helptext in (("scenes", "semantic scenes (SceneTilling over frame features)"), ("keyframes", "keyframes: one per scene, or the k most representative")):
+        p = sub.add_parser(name, help=helptext, description=(
+            f"{helptext[0].upper() + helptext[1:]}. Frames are sampled at --fps; features are colour histograms or, with "
+            "--model, a vidfm model's embeddings. Boundaries: depth > mean + alpha*std (at most 15), or the k-1 deepest "
+            "for --k scenes."))  # fmt: skip
+        p.add_argument("video")
+        p.add_argument("--k", type=int, help="exactly this many scenes (the k-1 deepest boundaries)")
+        p.add_argument("--alpha", type=float, default=0.5, help="threshold: mean + alpha*std of the depth scores")
+        p.add_argument("--fps", type=float, default=2.0, help="frames per second to sample (default 2)")
+        p.add_argument("--model", help="a vidfm model folder for semantic features (default: colour histograms)")
+        p.add_argument("--streaming", action="store_true", help="left-side depth only (decides without seeing the future)")
+        p.add_argument("--sheet", help="write a contact sheet of the keyframes here" + (" (default: VIDEO_keyframes.png)" if name == "keyframes" else ""))
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(run=run_scenes, keyframes_only=name == "keyframes")
+
+
+def run_scenes(args) -> int:
+    from vidfm.errors import ConfigError
+    from vidfm.io.reader import VideoReader
+    from vidfm.io.writer import save_contact_sheet
+    from vidfm.shots.scenes import detect_scenes
+
+    if args.k is not None and args.k < 1:
+        raise ConfigError(f"--k must be >= 1, got {args.k}")
+    scenes = detect_scenes(args.video, k=None if args.k is None else args.k - 1, alpha=args.alpha, fps=args.fps, model=args.model, streaming=args.streaming)
+    result = scenes.as_dict()
+    sheet = args.sheet or (str(Path(args.video).with_suffix("")) + "_keyframes.png" if args.keyframes_only else None)
+    if sheet:
+        with VideoReader(args.video) as r:
+            frames = r.get_frames([s["keyframe_frame"] for s in result["scenes"]])
+        save_contact_sheet(sheet, frames, labels=[f"{s['keyframe_time']:.1f}s" for s in result["scenes"]])
+        result["sheet"] = sheet
+    if args.json:
+        print_json(result)
+        return 0
+    for n, s in enumerate(result["scenes"], 1):
+        print(f"  {'keyframe' if args.keyframes_only else 'scene'} {n:>3}  {s['start']:8.2f}-{s['end']:.2f} s  keyframe at {s['keyframe_time']:.2f} s (frame {s['keyframe_frame']})")
+    if sheet:
+        print(f"contact sheet: {sheet}")
+    return 0

@@ -1,0 +1,142 @@
+"""Semantic scenes and keyframes from any per-frame features, with SceneTilling (VideoLLaMB).
+
+SceneTilling, exactly as SPEC 6.6 states it: ``s[i] = cos(f[i], f[i+1])`` for i < T-1;
+from each i walk left while s keeps rising (``s[j-1] >= s[j]``) to its left peak ``lp``,
+and right likewise to ``rp``; ``depth[i] = lp + rp - 2 s[i]``. Boundaries are the i with
+``depth[i] > mean(depth) + alpha * std(depth)`` (alpha 0.5), at most 15 (the deepest
+kept), or the ``k`` deepest when ``k`` is given; T-1 always closes the last segment. The
+streaming variant scores ``depth[i] = lp - s[i]`` (left side only), so it can decide at
+frame i+1 without seeing the future. A boundary i ends a segment at frame i.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vidfm.errors import ConfigError
+
+MAX_BOUNDARIES = 15
+
+
+def adjacent_similarity(features: np.ndarray) -> np.ndarray:
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2:
+        raise ConfigError(f"features must be (frames, dims), got shape {f.shape}")
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return (f[:-1] * f[1:]).sum(1)
+
+
+def depth_scores(sim: np.ndarray, streaming: bool = False) -> np.ndarray:
+    n = len(sim)
+    depth = np.zeros(n)
+    for i in range(n):
+        lp = sim[i]
+        for j in range(i - 1, -1, -1):
+            if sim[j] >= lp:
+                lp = sim[j]
+            else:
+                break
+        if streaming:
+            depth[i] = lp - sim[i]
+            continue
+        rp = sim[i]
+        for j in range(i + 1, n):
+            if sim[j] >= rp:
+                rp = sim[j]
+            else:
+                break
+        depth[i] = lp + rp - 2 * sim[i]
+    return depth
+
+
+def scene_tilling(features, k: int | None = None, alpha: float = 0.5, max_boundaries: int = MAX_BOUNDARIES, streaming: bool = False) -> list[int]:
+    """Segment end frames (sorted, the last is always T-1) for (T, d) ``features``."""
+    t = len(features)
+    if t == 0:
+        raise ConfigError("no frames to segment")
+    if t == 1:
+        return [0]
+    if k is not None and k < 0:
+        raise ConfigError(f"k must be >= 0, got {k}")
+    depth = depth_scores(adjacent_similarity(features), streaming)
+    if k is not None:
+        chosen = np.argsort(-depth, kind="stable")[: min(k, len(depth))]
+    else:
+        above = np.flatnonzero(depth > depth.mean() + alpha * depth.std())
+        chosen = above[np.argsort(-depth[above], kind="stable")][:max_boundaries]
+    return sorted({int(i) for i in chosen} | {t - 1})
+
+
+def segments_from_ends(ends: list[int]) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for e in ends:
+        out.append((start, e))
+        start = e + 1
+    return out
+
+
+def representative_frames(features, segments) -> list[int]:
+    """Per segment, the frame whose feature is closest (cosine) to the segment's mean."""
+    f = np.asarray(features, dtype=np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    picks = []
+    for s, e in segments:
+        centre = f[s : e + 1].mean(0)
+        picks.append(s + int(np.argmax(f[s : e + 1] @ centre)))
+    return picks
+
+
+@dataclass
+class Scenes:
+    path: str
+    times: np.ndarray  # seconds of each sampled frame
+    frame_indices: np.ndarray  # video frame index of each sample
+    segments: list[tuple[int, int]]  # inclusive ranges over the samples
+    keyframes: list[int]  # one sample index per segment
+
+    def as_dict(self) -> dict:
+        step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 0.0
+        return {
+            "path": self.path,
+            "scenes": [
+                {"start": float(self.times[s]), "end": float(self.times[e] + step), "keyframe_time": float(self.times[k]),
+                 "keyframe_frame": int(self.frame_indices[k])}  # fmt: skip
+                for (s, e), k in zip(self.segments, self.keyframes)
+            ],
+        }
+
+
+def video_features(path, fps: float = 2.0, model=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features (T, d), times, frame indices) of frames sampled at ``fps``: colour
+    histograms, or — with ``model`` (a model folder) — the model's embedding of each
+    1/fps-second window."""
+    from vidfm.io.reader import VideoReader
+    from vidfm.io.samplers import fps_indices
+
+    if fps <= 0:
+        raise ConfigError(f"--fps must be positive, got {fps}")
+    with VideoReader(path, size=(36, 64)) as r:
+        idx = fps_indices(dst_fps=fps, timestamps=r.timestamps) if len(r) > 1 else np.zeros(1, dtype=int)
+        times = r.timestamps[idx]
+        frames = r.get_frames(idx) if model is None else None
+    if model is None:
+        from vidfm.shots.detect import colour_histograms
+
+        return colour_histograms(frames), times, idx
+    from vidfm.retrieval.embedder import Embedder
+
+    embedder = Embedder(model)
+    segs = embedder.segments(path, window=1.0 / fps)
+    import torch
+
+    feats = embedder.encode_clips(torch.stack(embedder.load_clips(segs)))
+    starts = np.array([s.start for s in segs])
+    return feats, starts, np.array([int(s.indices[0]) for s in segs])
+
+
+def detect_scenes(path, *, k: int | None = None, alpha: float = 0.5, fps: float = 2.0, model=None, streaming: bool = False) -> Scenes:
+    feats, times, idx = video_features(path, fps, model)
+    segments = segments_from_ends(scene_tilling(feats, k=k, alpha=alpha, streaming=streaming))
+    return Scenes(str(path), times, idx, segments, representative_frames(feats, segments))

@@ -8,9 +8,7 @@ from vidfm.cli.common import add_train_options, print_json, progress, train_conf
 from vidfm.errors import ConfigError
 
 
-def register(sub) -> None:
-    train = sub.add_parser("train", help="train a model (classify)", description="Train a model. Objectives: classify.")
-    tsub = train.add_subparsers(dest="objective", metavar="OBJECTIVE")
+def register_train(tsub) -> None:
     p = tsub.add_parser(
         "classify",
         help="train a video classifier",
@@ -37,9 +35,11 @@ def register(sub) -> None:
     p.add_argument("--on-error", default="skip", choices=["skip", "raise"], help="what to do with videos that fail to decode")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run_train_classify)
-    train.set_defaults(run=lambda args: (train.print_help(), 2)[1])
 
-    e = sub.add_parser("eval", help="evaluate a classifier or a video-text model", description="A classifier: top-1, top-5, per-class accuracy and a confusion-matrix PNG. A video-text model: R@1/5/10, median and mean rank in both directions, and zero-shot accuracy on a world.")
+
+def register(sub) -> None:
+
+    e = sub.add_parser("eval", help="evaluate a classifier, video-text or grounding model", description="A classifier: top-1, top-5, per-class accuracy and a confusion-matrix PNG. A video-text model: R@1/5/10, median and mean rank in both directions, and zero-shot accuracy on a world.")
     e.add_argument("model", help="run folder (uses RUN/best), a saved classifier or a video-text model")
     e.add_argument("data", help="synthetic world folder (with --split), CSV or folder of class folders")
     e.add_argument("--split", default="test", help="world split: train, val, test or compositional (default test)")
@@ -110,8 +110,12 @@ def run_eval(args) -> int:
     from vidfm.cli.retrieval_commands import is_video_text_model, run_eval_retrieval
     from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
 
+    from vidfm.cli.ground_commands import is_grounding_model, run_eval_grounding
+
     if is_video_text_model(args.model):
         return run_eval_retrieval(args)
+    if is_grounding_model(args.model):
+        return run_eval_grounding(args)
     model, path = _load_classifier(args.model)
     data = Path(args.data)
     common = dict(num_frames=model.num_frames, decode_size=(model.image_size, model.image_size), sampler="segments")

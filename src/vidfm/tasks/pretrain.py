@@ -19,7 +19,7 @@ from vidfm.data.datasets import VIDEO_SUFFIXES, SyntheticWorld, VideoDataset, ca
 from vidfm.data.transforms import eval_transform, train_transform
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.models import resolve_encoder
-from vidfm.objectives import ContrastiveVideoModel, MaskedVideoModel, TwoViews, VideoTextModel, tube_mask
+from vidfm.objectives import ContrastiveVideoModel, MaskedVideoModel, TwoViews, VideoTextModel, nt_xent, tube_mask
 from vidfm.objectives.contrastive import contrastive_loss_fn
 from vidfm.objectives.mvm import mvm_loss_fn
 from vidfm.objectives.video_text import video_text_loss_fn
@@ -128,7 +128,9 @@ def save_pretrained_objective(model, path, meta: dict) -> None:
 
 # -- evaluation during training ------------------------------------------------------------
 def _validation_loss(model, loader, accelerator) -> dict:
-    """Mean objective loss on held-out videos with fixed masks/views (lower is better)."""
+    """Mean loss on held-out videos with fixed masks/views (lower is better), comparable
+    across epochs: MVM with fixed masks; SimCLR and MoCo both as NT-Xent between the two
+    views (MoCo's queue fills up during training, so its own loss would rise as it learns)."""
     inner = accelerator.unwrap_model(model)
     g = torch.Generator().manual_seed(0)
     total, n = 0.0, 0
@@ -137,8 +139,8 @@ def _validation_loss(model, loader, accelerator) -> dict:
             v = batch["video"]
             mask = tube_mask(v.shape[0], inner.encoder.config.grid(*[v.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, g, v.device)
             loss = inner(v, mask)
-        else:
-            loss = inner(batch["video"], batch["video2"])
+        else:  # NT-Xent within the batch for both methods: MoCo's own loss depends on its queue
+            loss = nt_xent(inner.embed(batch["video"]), inner.embed(batch["video2"]), inner.temperature)
         total += float(loss) * len(batch["video"])
         n += len(batch["video"])
     return {"loss": total / max(n, 1)}

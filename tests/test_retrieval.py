@@ -187,3 +187,14 @@ def test_cli_errors_are_one_line(model_dir, clips, tmp_path, capsys, argv, messa
     fill = {"idx": idx, "tmp": tmp_path, "model": model_dir, "clip": clips / "a.mp4"}
     code, _, err = run(capsys, *[a.format(**fill) for a in argv])
     assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_index_one_segment_per_shot(model_dir, tmp_path):
+    from vidfm.io.writer import write_video
+
+    frames = np.concatenate([np.full((12, 32, 48, 3), c, np.uint8) for c in ((200, 30, 30), (20, 40, 220), (30, 200, 40))])
+    video = write_video(tmp_path / "three_shots.mp4", frames, fps=6)
+    update_index(tmp_path / "i", [video], Embedder(model_dir), shots="histogram")
+    with VideoIndex.open(tmp_path / "i") as ix:
+        rows = ix.db.execute("SELECT start, end FROM segments ORDER BY id").fetchall()
+    assert rows == [(0.0, 2.0), (2.0, 4.0), (4.0, pytest.approx(6.0))]

@@ -56,6 +56,7 @@ def register(sub) -> None:
     ix.add_argument("--out", required=True, help="index folder (created or updated)")
     ix.add_argument("--window", type=float, help="embed windows of this many seconds instead of whole videos")
     ix.add_argument("--stride", type=float, help="seconds between window starts (default: the window)")
+    ix.add_argument("--shots", choices=["histogram", "transnetv2", "content", "adaptive"], help="embed each shot found by this detector instead")
     ix.add_argument("--kind", default="flat", choices=["flat", "hnsw"], help="exact search, or HNSW for large collections")
     ix.add_argument("--batch-size", type=int, default=32)
     ix.add_argument("--json", action="store_true")
@@ -126,7 +127,9 @@ def run_index(args) -> int:
 
     videos = _video_files(args.videos)
     embedder = Embedder(args.model)
-    report = update_index(args.out, videos, embedder, window=args.window, stride=args.stride, kind=args.kind,
+    if args.shots and args.window:
+        raise ConfigError("choose --window or --shots, not both")
+    report = update_index(args.out, videos, embedder, window=args.window, stride=args.stride, shots=args.shots, kind=args.kind,
                           batch_size=args.batch_size, progress=lambda it: progress(it, "indexing", unit="video"))  # fmt: skip
     from vidfm.retrieval.index import VideoIndex
 

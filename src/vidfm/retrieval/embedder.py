@@ -85,11 +85,20 @@ class Embedder:
         return self.video_text.encode_text(list(texts) if not isinstance(texts, str) else [texts]).cpu().numpy().astype(np.float32)
 
     # -- reading videos ------------------------------------------------------------------
-    def segments(self, path, window: float | None = None, stride: float | None = None) -> list[Segment]:
-        """The whole video as one segment, or windows of ``window`` seconds every ``stride``
-        (default: the window) — the last window ends at the video's end."""
+    def segments(self, path, window: float | None = None, stride: float | None = None, shots: str | None = None) -> list[Segment]:
+        """The whole video as one segment, windows of ``window`` seconds every ``stride``
+        (default: the window; the last window ends at the video's end), or one segment per
+        shot found by the ``shots`` detector (``histogram``, ``transnetv2``, ...)."""
         with VideoReader(path) as r:
             n, t, duration = len(r), r.timestamps, r.duration
+        if shots:
+            from vidfm.shots import detect_shots
+
+            found = detect_shots(path, shots)
+            return [
+                Segment(str(path), float(t[a]), float(t[b + 1]) if b + 1 < n else duration, a + uniform_indices(b - a + 1, self.num_frames))
+                for a, b in found.ranges
+            ]
         if not window or duration <= window:
             return [Segment(str(path), 0.0, duration, uniform_indices(n, self.num_frames))]
         stride = stride or window

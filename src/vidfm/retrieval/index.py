@@ -164,7 +164,7 @@ class VideoIndex:
 
 # -- building and updating ---------------------------------------------------------------
 def update_index(path, videos, embedder: Embedder, *, window: float | None = None, stride: float | None = None,
-                 kind: str = "flat", batch_size: int = 32, progress=None) -> IndexReport:  # fmt: skip
+                 shots: str | None = None, kind: str = "flat", batch_size: int = 32, progress=None) -> IndexReport:  # fmt: skip
     """Create the index at ``path`` or add the new/changed videos to it (videos whose size
     and mtime match the index are skipped). Videos that fail to decode are reported in
     ``failed`` and leave the index untouched for them."""
@@ -202,7 +202,7 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
 
     for v, st in progress(todo) if progress else todo:
         try:
-            segs = embedder.segments(v, window, stride)
+            segs = embedder.segments(v, window, stride, shots)
             clips = list(zip(segs, embedder.load_clips(segs)))
         except VideoDecodeError as e:
             report.failed.append((str(v), str(e)))
@@ -239,7 +239,7 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
         "format": FORMAT, "kind": kind, "dim": embedder.dim, "count": int(vectors.ntotal),
         "model": str(embedder.folder), "model_fingerprint": embedder.fingerprint,
         "num_frames": embedder.num_frames, "image_size": embedder.image_size,
-        "window": window, "stride": stride, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "window": window, "stride": stride, "shots": shots, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
 
     def write(d: Path):

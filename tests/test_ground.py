@@ -104,6 +104,11 @@ def test_cli_train_ground_eval(world, tmp_path, capsys):
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["train_sentences"] > 10 and 0 <= summary["best"] <= 1
+    assert (out / "clip_features.pt").exists()  # a resumed run reuses the extracted features
+    from vidfm.tasks.ground import load_feature_cache
+
+    blob = torch.load(out / "clip_features.pt", weights_only=False)
+    assert load_feature_cache(out / "clip_features.pt", blob["key"]) and not load_feature_cache(out / "clip_features.pt", {**blob["key"], "num_clips": 4})
     video = sorted((world / "videos").glob("*.mp4"))[0]
     code, stdout, err = run(capsys, "ground", video, "when does the blue square grow?", "the red circle moves left", "--model", out, "--json")
     results = json.loads(stdout)

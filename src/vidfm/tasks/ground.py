@@ -253,9 +253,12 @@ def train_grounding(data, features_model, *, train_config: TrainConfig, num_clip
     from vidfm.retrieval.embedder import Embedder
 
     embedder = Embedder(features_model)
-    cache: dict = {}
+    key = {"fingerprint": embedder.fingerprint, "num_clips": num_clips, "window_frames": window_frames}
+    cache_file = Path(train_config.output_dir) / "clip_features.pt"
+    cache = load_feature_cache(cache_file, key) if resume else {}
     train = GroundingDataset(grounding_records(data, "train"), embedder, num_clips, window_frames, cache, progress)
     val = GroundingDataset(grounding_records(data, "val"), embedder, num_clips, window_frames, cache, progress)
+    save_feature_cache(cache_file, key, cache)
     torch.manual_seed(train_config.seed)
     model = GroundingModel(embedder.dim, TextEncoder(MINILM), hidden, num_clips)
     extra = {"features_model": str(embedder.folder), "features_fingerprint": embedder.fingerprint, "window_frames": window_frames}
@@ -266,6 +269,25 @@ def train_grounding(data, features_model, *, train_config: TrainConfig, num_clip
     summary = trainer.fit(resume=resume)
     summary.update(train_sentences=len(train), val_sentences=len(val), skipped_videos=sorted(train.skipped | val.skipped))
     return summary
+
+
+def load_feature_cache(path: Path, key: dict) -> dict:
+    """Clip features saved by an earlier run with the same feature model and clip layout
+    (so a resumed or repeated run skips the extraction); empty otherwise."""
+    if not path.exists():
+        return {}
+    try:
+        blob = torch.load(path, weights_only=False)
+    except Exception:
+        return {}  # a damaged cache is only a cache: extract again
+    return blob["features"] if blob.get("key") == key else {}
+
+
+def save_feature_cache(path: Path, key: dict, cache: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"key": key, "features": cache}, tmp)
+    tmp.replace(path)
 
 
 class Grounder:

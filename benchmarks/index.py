@@ -28,7 +28,7 @@ from vidfm.models import build_encoder
 from vidfm.models.text import TextEncoder
 from vidfm.objectives import VideoTextModel
 from vidfm.retrieval.embedder import Embedder
-from vidfm.retrieval.index import VideoIndex, new_faiss_index, update_index
+from vidfm.retrieval.index import FORMAT, VideoIndex, new_faiss_index, update_index, write_index
 
 
 def clustered(n: int, dim: int, rng, clusters: int = 200) -> np.ndarray:
@@ -89,22 +89,11 @@ def latency(sizes, n_queries: int, dim: int = 256, k: int = 10) -> dict:
 
 def _index_from_vectors(path: Path, x: np.ndarray) -> VideoIndex:
     """A real index folder holding synthetic vectors (as if n segments had been embedded)."""
-    import sqlite3
-
-    from vidfm.retrieval.index import FORMAT, _faiss
-
-    path.mkdir(parents=True)
     index = new_faiss_index(x.shape[1], "flat")
     index.add(x)
-    _faiss().write_index(index, str(path / "vectors.faiss"))
-    db = sqlite3.connect(path / "meta.sqlite")
-    db.execute("CREATE TABLE segments(id INTEGER PRIMARY KEY, path TEXT NOT NULL, start REAL, end REAL)")
-    db.execute("CREATE TABLE videos(path TEXT PRIMARY KEY, size INTEGER, mtime REAL, segments INTEGER)")
-    db.executemany("INSERT INTO segments VALUES (?, ?, ?, ?)", [(i, f"/videos/{i // 10}.mp4", (i % 10) * 2.0, (i % 10) * 2.0 + 2) for i in range(len(x))])
-    db.commit()
-    db.close()
+    rows = [(f"/videos/{i // 10}.mp4", (i % 10) * 2.0, (i % 10) * 2.0 + 2) for i in range(len(x))]
     manifest = {"format": FORMAT, "kind": "flat", "dim": x.shape[1], "count": len(x), "model": "synthetic", "model_fingerprint": "-"}
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    write_index(path, index, rows, [], manifest)
     return VideoIndex.open(path)
 
 

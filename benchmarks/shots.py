@@ -22,7 +22,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from classify import world
 
@@ -100,7 +99,6 @@ def main() -> None:
     results = {"synthetic": synthetic(world(args.videos)), "test_mp4": real(TEST_MP4)}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
-    np.set_printoptions()
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ def register_train(tsub) -> None:
 
 
 def register(sub) -> None:
-
     e = sub.add_parser("eval", help="evaluate a classifier, video-text or grounding model", description="A classifier: top-1, top-5, per-class accuracy and a confusion-matrix PNG. A video-text model: R@1/5/10, median and mean rank in both directions, and zero-shot accuracy on a world.")
     e.add_argument("model", help="run folder (uses RUN/best), a saved classifier or a video-text model")
     e.add_argument("data", help="synthetic world folder (with --split), CSV or folder of class folders")
@@ -99,9 +98,9 @@ def run_train_classify(args) -> int:
 def _load_classifier(path):
     from vidfm.tasks.classify import VideoClassifier
 
-    path = Path(path)
-    if (path / "best" / "classifier.json").exists():
-        path = path / "best"
+    from vidfm.training import model_folder
+
+    path = model_folder(path, "classifier.json")
     return VideoClassifier.from_pretrained(path), path
 
 

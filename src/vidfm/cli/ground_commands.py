@@ -62,7 +62,9 @@ def run_ground(args) -> int:
 def is_grounding_model(path) -> bool:
     from vidfm.tasks.ground import META
 
-    return (Path(path) / META).exists() or (Path(path) / "best" / META).exists()
+    from vidfm.training import model_folder
+
+    return (model_folder(path, META) / META).exists()
 
 
 def run_eval_grounding(args) -> int:

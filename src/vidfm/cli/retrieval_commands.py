@@ -107,12 +107,12 @@ def run_pretrain(args) -> int:
 
 
 def _video_files(items) -> list[Path]:
-    from vidfm.data.datasets import VIDEO_SUFFIXES
+    from vidfm.data.datasets import find_videos
 
     out = []
     for item in map(Path, items):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            found = find_videos(item)
             if not found:
                 raise ConfigError(f"{item}: no videos found")
             out += found
@@ -123,7 +123,7 @@ def _video_files(items) -> list[Path]:
 
 def run_index(args) -> int:
     from vidfm.retrieval.embedder import Embedder
-    from vidfm.retrieval.index import update_index
+    from vidfm.retrieval.index import VideoIndex, update_index
 
     videos = _video_files(args.videos)
     embedder = Embedder(args.model)
@@ -131,7 +131,6 @@ def run_index(args) -> int:
         raise ConfigError("choose --window or --shots, not both")
     report = update_index(args.out, videos, embedder, window=args.window, stride=args.stride, shots=args.shots, kind=args.kind,
                           batch_size=args.batch_size, progress=lambda it: progress(it, "indexing", unit="video"))  # fmt: skip
-    from vidfm.retrieval.index import VideoIndex
 
     with VideoIndex.open(args.out) as ix:
         total = len(ix)
@@ -198,9 +197,9 @@ def run_zeroshot(args) -> int:
 
 def is_video_text_model(path) -> bool:
     from vidfm.objectives.video_text import META
+    from vidfm.training import model_folder
 
-    path = Path(path)
-    return (path / META).exists() or (path / "best" / META).exists()
+    return (model_folder(path, META) / META).exists()
 
 
 def run_eval_retrieval(args) -> int:

@@ -26,6 +26,19 @@ from vidfm.io.samplers import random_clip_indices, segment_indices, uniform_indi
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
 
 
+def find_videos(folder) -> list[Path]:
+    """Every video file under ``folder`` (recursively, by suffix), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def split_off_validation(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    """``(train, val)``: a seeded random ``fraction`` (at least one, when there are two or
+    more records) held out for validation."""
+    order = np.random.default_rng(seed).permutation(len(records))
+    n_val = max(1, int(round(len(records) * fraction))) if len(records) > 1 else 0
+    return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         raise DatasetError(f"{path}: annotation file not found")

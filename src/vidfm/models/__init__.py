@@ -63,9 +63,9 @@ def load_encoder(path, **kwargs) -> VideoEncoder:
     """Open an encoder folder: vidfm's own, a trained classifier or run folder (its encoder),
     transformers VideoMAE/TimeSformer, or an image tower (CLIP, SigLIP, ViT) which becomes
     a ``FrameEncoder``."""
-    folder = Path(path)
-    if not (folder / "config.json").exists() and (folder / "best").is_dir():  # a training run folder
-        folder = folder / "best"
+    from vidfm.training import model_folder
+
+    folder = model_folder(path)
     if (folder / "classifier.json").exists():  # a trained classifier: reuse its encoder
         from vidfm.tasks.classify import VideoClassifier
 

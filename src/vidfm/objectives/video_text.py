@@ -100,7 +100,9 @@ class VideoTextModel(nn.Module):
             keep[k] = v.detach().contiguous().clone()
         return keep
 
-    def save_pretrained(self, path) -> Path:
+    def save_pretrained(self, path, notes: dict | None = None) -> Path:
+        """Write the model folder atomically; ``notes`` maps extra JSON file names (e.g.
+        ``pretrain.json``) to contents written in the same swap."""
         from safetensors.torch import save_file
 
         from vidfm.training import atomic_save_dir
@@ -112,6 +114,8 @@ class VideoTextModel(nn.Module):
             self.video_encoder.save_pretrained(d)
             save_file(self._heads_state(), d / "heads.safetensors")
             (d / META).write_text(json.dumps(meta, indent=2))
+            for name, content in (notes or {}).items():
+                (d / name).write_text(json.dumps(content, indent=2))
 
         atomic_save_dir(Path(path), write)
         return Path(path)

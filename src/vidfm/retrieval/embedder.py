@@ -48,11 +48,11 @@ class Embedder:
         from vidfm.models import load_encoder
         from vidfm.objectives.video_text import META, VideoTextModel
 
-        folder = Path(path)
-        if not folder.exists():
-            raise ConfigError(f"{folder}: model folder not found")
-        if not (folder / "config.json").exists() and (folder / "best").is_dir():
-            folder = folder / "best"
+        from vidfm.training import model_folder
+
+        if not Path(path).exists():
+            raise ConfigError(f"{path}: model folder not found")
+        folder = model_folder(path)
         self.folder, self.device = folder, device
         if (folder / META).exists():
             self.video_text = VideoTextModel.from_pretrained(folder).to(device).eval()
@@ -85,22 +85,25 @@ class Embedder:
         return self.video_text.encode_text(list(texts) if not isinstance(texts, str) else [texts]).cpu().numpy().astype(np.float32)
 
     # -- reading videos ------------------------------------------------------------------
-    def segments(self, path, window: float | None = None, stride: float | None = None, shots: str | None = None) -> list[Segment]:
+    def open(self, path) -> VideoReader:
+        """A reader that decodes straight to the model's frame size."""
+        return VideoReader(path, size=(self.image_size, self.image_size))
+
+    def segments(self, reader: VideoReader, window: float | None = None, stride: float | None = None, shots: str | None = None) -> list[Segment]:
         """The whole video as one segment, windows of ``window`` seconds every ``stride``
         (default: the window; the last window ends at the video's end), or one segment per
         shot found by the ``shots`` detector (``histogram``, ``transnetv2``, ...)."""
-        with VideoReader(path) as r:
-            n, t, duration = len(r), r.timestamps, r.duration
+        path, n, t, duration = str(reader.path), len(reader), reader.timestamps, reader.duration
         if shots:
             from vidfm.shots import detect_shots
 
             found = detect_shots(path, shots)
             return [
-                Segment(str(path), float(t[a]), float(t[b + 1]) if b + 1 < n else duration, a + uniform_indices(b - a + 1, self.num_frames))
+                Segment(path, float(t[a]), float(t[b + 1]) if b + 1 < n else duration, a + uniform_indices(b - a + 1, self.num_frames))
                 for a, b in found.ranges
             ]
         if not window or duration <= window:
-            return [Segment(str(path), 0.0, duration, uniform_indices(n, self.num_frames))]
+            return [Segment(path, 0.0, duration, uniform_indices(n, self.num_frames))]
         stride = stride or window
         starts = list(np.arange(0.0, duration - window + 1e-6, stride))
         if starts[-1] + window < duration - 1e-6:
@@ -110,25 +113,26 @@ class Embedder:
             idx = np.flatnonzero((t >= s - 1e-9) & (t < s + window - 1e-9))
             if len(idx) == 0:
                 continue
-            out.append(Segment(str(path), float(s), float(s + window), idx[uniform_indices(len(idx), self.num_frames)]))
+            out.append(Segment(path, float(s), float(s + window), idx[uniform_indices(len(idx), self.num_frames)]))
         return out
 
-    def load_clip(self, segment: Segment) -> torch.Tensor:
-        return self.load_clips([segment])[0]
-
-    def load_clips(self, segments: list[Segment]) -> list[torch.Tensor]:
-        """Clips of segments of one video, decoded in a single pass (each GOP once)."""
+    def load_clips(self, reader: VideoReader, segments: list[Segment]) -> list[torch.Tensor]:
+        """Clips of segments of the reader's video, decoded in one pass (each GOP once)."""
         if not segments:
             return []
-        with VideoReader(segments[0].path, size=(self.image_size, self.image_size)) as r:
-            frames = r.get_frames(np.concatenate([s.indices for s in segments]))
+        frames = reader.get_frames(np.concatenate([s.indices for s in segments]))
         bounds = np.cumsum([0] + [len(s.indices) for s in segments])
         return [to_float_clip(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
+    def read(self, path, window: float | None = None, stride: float | None = None, shots: str | None = None):
+        """``(segments, clips)`` of one video with a single open and demux of the file."""
+        with self.open(path) as r:
+            segs = self.segments(r, window, stride, shots)
+            return segs, self.load_clips(r, segs)
+
     def embed_video(self, path) -> np.ndarray:
         """One (E,) vector for a whole video file (a query clip)."""
-        seg = self.segments(path)[0]
-        return self.encode_clips(self.load_clip(seg)[None])[0]
+        return self.encode_clips(self.read(path)[1][0][None])[0]
 
 
 __all__ = ["Embedder", "Segment", "fingerprint_folder"]

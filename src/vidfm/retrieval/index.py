@@ -31,7 +31,7 @@ FORMAT = 1
 KINDS = ("flat", "hnsw")
 
 
-class IndexError_(ConfigError):
+class CorruptIndexError(ConfigError):
     """An index folder that is missing, corrupt or inconsistent."""
 
 
@@ -77,24 +77,24 @@ class VideoIndex:
         path = Path(path)
         if not path.exists():
             if path.with_name(path.name + ".tmp").exists():
-                raise IndexError_(f"{path}: the index was never completed (an interrupted 'vidfm index' left {path.name}.tmp); run 'vidfm index' again")
-            raise IndexError_(f"{path}: index not found")
+                raise CorruptIndexError(f"{path}: the index was never completed (an interrupted 'vidfm index' left {path.name}.tmp); run 'vidfm index' again")
+            raise CorruptIndexError(f"{path}: index not found")
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except FileNotFoundError:
-            raise IndexError_(f"{path}: not a vidfm index, or a half-written one (no manifest.json)") from None
+            raise CorruptIndexError(f"{path}: not a vidfm index, or a half-written one (no manifest.json)") from None
         except json.JSONDecodeError:
-            raise IndexError_(f"{path}/manifest.json: corrupt (not valid JSON)") from None
+            raise CorruptIndexError(f"{path}/manifest.json: corrupt (not valid JSON)") from None
         if manifest.get("format") != FORMAT:
-            raise IndexError_(f"{path}: index format {manifest.get('format')!r} is not supported (expected {FORMAT})")
+            raise CorruptIndexError(f"{path}: index format {manifest.get('format')!r} is not supported (expected {FORMAT})")
         try:
             vectors = _faiss().read_index(str(path / "vectors.faiss"))
         except RuntimeError as e:
-            raise IndexError_(f"{path}/vectors.faiss: corrupt or missing ({str(e).splitlines()[-1][:80]})") from None
+            raise CorruptIndexError(f"{path}/vectors.faiss: corrupt or missing ({str(e).splitlines()[-1][:80]})") from None
         db = _connect(path / "meta.sqlite")
         rows = _count(db, path)
         if not (vectors.ntotal == rows == manifest["count"]) or vectors.d != manifest["dim"]:
-            raise IndexError_(f"{path}: inconsistent index ({vectors.ntotal} vectors, {rows} metadata rows, manifest says {manifest['count']}); rebuild it")
+            raise CorruptIndexError(f"{path}: inconsistent index ({vectors.ntotal} vectors, {rows} metadata rows, manifest says {manifest['count']}); rebuild it")
         return cls(path, manifest, vectors, db)
 
     def __len__(self) -> int:
@@ -202,8 +202,8 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
 
     for v, st in progress(todo) if progress else todo:
         try:
-            segs = embedder.segments(v, window, stride, shots)
-            clips = list(zip(segs, embedder.load_clips(segs)))
+            segs, loaded = embedder.read(v, window, stride, shots)
+            clips = list(zip(segs, loaded))
         except VideoDecodeError as e:
             report.failed.append((str(v), str(e)))
             continue
@@ -242,32 +242,39 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
         "window": window, "stride": stride, "shots": shots, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
 
-    def write(d: Path):
-        db = _connect(d / "meta.sqlite", create=True)
-        with db:
-            db.executemany("INSERT INTO segments(id, path, start, end) VALUES (?, ?, ?, ?)", [(i, *r) for i, r in enumerate(rows)])
-            db.executemany("INSERT OR REPLACE INTO videos(path, size, mtime, segments) VALUES (?, ?, ?, ?)", old_videos + new_videos)
-        db.close()
-        _faiss().write_index(vectors, str(d / "vectors.faiss"))
-        (d / "manifest.json").write_text(json.dumps(manifest, indent=2))
-
     if existing is not None:
         existing.close()
-    atomic_save_dir(path, write)
+    write_index(path, vectors, rows, old_videos + new_videos, manifest)
     report.seconds = time.perf_counter() - started
     return report
 
 
+def write_index(path, vectors, rows: list[tuple], videos: list[tuple], manifest: dict) -> None:
+    """Publish a complete index folder atomically: FAISS ``vectors`` (row i = vector i),
+    ``rows`` (path, start, end), ``videos`` (path, size, mtime, segments), the manifest."""
+
+    def write(d: Path):
+        db = _connect(d / "meta.sqlite", create=True)
+        with db:
+            db.executemany("INSERT INTO segments(id, path, start, end) VALUES (?, ?, ?, ?)", [(i, *r) for i, r in enumerate(rows)])
+            db.executemany("INSERT OR REPLACE INTO videos(path, size, mtime, segments) VALUES (?, ?, ?, ?)", videos)
+        db.close()
+        _faiss().write_index(vectors, str(d / "vectors.faiss"))
+        (d / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    atomic_save_dir(Path(path), write)
+
+
 def _connect(db_file: Path, create: bool = False) -> sqlite3.Connection:
     if not create and not db_file.exists():
-        raise IndexError_(f"{db_file}: missing; the index is incomplete")
+        raise CorruptIndexError(f"{db_file}: missing; the index is incomplete")
     try:
         db = sqlite3.connect(str(db_file))
         db.execute("CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, path TEXT NOT NULL, start REAL, end REAL)")
         db.execute("CREATE TABLE IF NOT EXISTS videos(path TEXT PRIMARY KEY, size INTEGER, mtime REAL, segments INTEGER)")
         db.execute("CREATE INDEX IF NOT EXISTS segments_path ON segments(path)")
     except sqlite3.DatabaseError as e:
-        raise IndexError_(f"{db_file}: corrupt ({e})") from None
+        raise CorruptIndexError(f"{db_file}: corrupt ({e})") from None
     return db
 
 
@@ -275,4 +282,4 @@ def _count(db: sqlite3.Connection, path: Path) -> int:
     try:
         return db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
     except sqlite3.DatabaseError as e:
-        raise IndexError_(f"{path}/meta.sqlite: corrupt ({e})") from None
+        raise CorruptIndexError(f"{path}/meta.sqlite: corrupt ({e})") from None

@@ -16,7 +16,6 @@ Every detector returns ``Shots``: inclusive frame ranges; the frames between two
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -161,6 +160,11 @@ def histogram_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 1.0 - np.minimum(a, b).sum(-1) / 3.0
 
 
+def _adjacent_distances(h: np.ndarray) -> np.ndarray:
+    """d[i] = distance(frame i-1, frame i); d[0] = 0."""
+    return np.concatenate([[0.0], histogram_distance(h[1:], h[:-1])])
+
+
 class HistogramDetector:
     """Cuts: d[i] = distance(frame i-1, frame i) above ``max(min_cut, ratio * local median)``.
     Gradual transitions (twin comparison): a run of d above a low threshold whose first and
@@ -171,14 +175,12 @@ class HistogramDetector:
         self.min_cut, self.ratio, self.window, self.low, self.size = min_cut, ratio, window, low, size
         self.merge_gap = merge_gap
 
-    def scores(self, frames: np.ndarray) -> np.ndarray:
-        h = colour_histograms(frames)
-        return np.concatenate([[0.0], histogram_distance(h[1:], h[:-1])]).astype(np.float32)
-
     def shots(self, frames: np.ndarray) -> list[tuple[int, int]]:
-        n = len(frames)
         h = colour_histograms(frames)
-        d = np.concatenate([[0.0], histogram_distance(h[1:], h[:-1])])
+        return self._ranges(h, _adjacent_distances(h))
+
+    def _ranges(self, h: np.ndarray, d: np.ndarray) -> list[tuple[int, int]]:
+        n = len(h)
         is_cut = np.zeros(n, bool)
         for i in range(1, n):
             lo, hi = max(1, i - self.window), min(n, i + self.window + 1)
@@ -217,7 +219,9 @@ class HistogramDetector:
 
     def detect(self, path) -> Shots:
         frames, timestamps, fps = _read_all(path, self.size)
-        return Shots(str(path), len(frames), fps, self.shots(frames), timestamps, self.scores(frames))
+        h = colour_histograms(frames)
+        d = _adjacent_distances(h)
+        return Shots(str(path), len(frames), fps, self._ranges(h, d), timestamps, d.astype(np.float32))
 
 
 class PySceneDetectDetector:
@@ -250,6 +254,5 @@ def make_detector(method: str = "transnetv2", threshold: float = 0.5, **kwargs):
 
 
 def detect_shots(path, method: str = "transnetv2", threshold: float = 0.5) -> Shots:
-    if not Path(path).exists():
-        raise VideoDecodeError(path, "file not found")
+    """Shots of a video; a missing or unreadable file raises ``VideoDecodeError`` (from the reader)."""
     return make_detector(method, threshold).detect(path)

@@ -112,28 +112,24 @@ def video_features(path, fps: float = 2.0, model=None) -> tuple[np.ndarray, np.n
     """(features (T, d), times, frame indices) of frames sampled at ``fps``: colour
     histograms, or — with ``model`` (a model folder) — the model's embedding of each
     1/fps-second window."""
-    from vidfm.io.reader import VideoReader
-    from vidfm.io.samplers import fps_indices
-
     if fps <= 0:
         raise ConfigError(f"--fps must be positive, got {fps}")
+    if model is not None:
+        import torch
+
+        from vidfm.retrieval.embedder import Embedder
+
+        embedder = Embedder(model)
+        segs, clips = embedder.read(path, window=1.0 / fps)
+        feats = embedder.encode_clips(torch.stack(clips))
+        return feats, np.array([s.start for s in segs]), np.array([int(s.indices[0]) for s in segs])
+    from vidfm.io.reader import VideoReader
+    from vidfm.io.samplers import fps_indices
+    from vidfm.shots.detect import colour_histograms
+
     with VideoReader(path, size=(36, 64)) as r:
         idx = fps_indices(dst_fps=fps, timestamps=r.timestamps) if len(r) > 1 else np.zeros(1, dtype=int)
-        times = r.timestamps[idx]
-        frames = r.get_frames(idx) if model is None else None
-    if model is None:
-        from vidfm.shots.detect import colour_histograms
-
-        return colour_histograms(frames), times, idx
-    from vidfm.retrieval.embedder import Embedder
-
-    embedder = Embedder(model)
-    segs = embedder.segments(path, window=1.0 / fps)
-    import torch
-
-    feats = embedder.encode_clips(torch.stack(embedder.load_clips(segs)))
-    starts = np.array([s.start for s in segs])
-    return feats, starts, np.array([int(s.indices[0]) for s in segs])
+        return colour_histograms(r.get_frames(idx)), r.timestamps[idx], idx
 
 
 def detect_scenes(path, *, k: int | None = None, alpha: float = 0.5, fps: float = 2.0, model=None, streaming: bool = False) -> Scenes:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.adapt import apply_adaptation, encoder_is_frozen, trainable_parameters
-from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records
+from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records, split_off_validation
 from vidfm.data.transforms import cutmix, eval_transform, mixup, train_transform
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.metrics.classification import classification_metrics, plot_confusion
@@ -112,11 +112,7 @@ def classification_datasets(
         val_records = classification_records(val, classes=classes)[0]
         train_records = records
     else:
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(records))
-        n_val = max(1, int(round(len(records) * val_fraction))) if len(records) > 1 else 0
-        val_records = [records[i] for i in order[:n_val]]
-        train_records = [records[i] for i in order[n_val:]]
+        train_records, val_records = split_off_validation(records, val_fraction, seed)
     if not train_records or not val_records:
         raise DatasetError(f"{data}: need at least one training and one validation video")
     train = VideoDataset(train_records, sampler=sampler, train=True, transform=tf_train, **common)

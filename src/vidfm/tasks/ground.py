@@ -27,11 +27,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vidfm.data.datasets import grounding_from_sta
-from vidfm.errors import ConfigError, DatasetError
-from vidfm.io.reader import VideoReader
+from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
 from vidfm.metrics.grounding import grounding_metrics
 from vidfm.models.text import MINILM, TextEncoder
-from vidfm.training import TrainConfig, Trainer, atomic_save_dir
+from vidfm.training import TrainConfig, Trainer, atomic_save_dir, model_folder
 
 HEADS = ("candidates", "regression")
 META = "grounding.json"
@@ -42,17 +41,16 @@ def clip_features(embedder, path, num_clips: int = 16, window_frames: int = 8) -
     """((num_clips, D) features, duration in seconds) of one video, read in one pass."""
     from vidfm.retrieval.embedder import Segment
 
-    with VideoReader(path) as r:
+    # each window of window_frames frames is resampled to the model's frame count
+    offsets = (np.arange(window_frames) - window_frames // 2)[np.linspace(0, window_frames - 1, embedder.num_frames).round().astype(int)]
+    with embedder.open(path) as r:
         n, duration = len(r), r.duration
-    if n == 0:
-        raise DatasetError(f"{path}: no frames")
-    centres = (np.arange(num_clips) + 0.5) * n / num_clips
-    offsets = np.arange(window_frames) - window_frames // 2
-    segs = [Segment(str(path), 0.0, duration, np.clip(np.round(c + offsets).astype(int), 0, n - 1)) for c in centres]
-    # a window of window_frames is resampled to the model's frame count
-    idx = [s.indices[np.linspace(0, window_frames - 1, embedder.num_frames).round().astype(int)] for s in segs]
-    segs = [Segment(s.path, s.start, s.end, i) for s, i in zip(segs, idx)]
-    return torch.from_numpy(embedder.encode_clips(torch.stack(embedder.load_clips(segs)))), duration
+        if n == 0:
+            raise DatasetError(f"{path}: no frames")
+        centres = (np.arange(num_clips) + 0.5) * n / num_clips
+        segs = [Segment(str(path), 0.0, duration, np.clip(np.round(c + offsets).astype(int), 0, n - 1)) for c in centres]
+        clips = embedder.load_clips(r, segs)
+    return torch.from_numpy(embedder.encode_clips(torch.stack(clips))), duration
 
 
 class GroundingDataset(Dataset):
@@ -63,17 +61,16 @@ class GroundingDataset(Dataset):
             raise DatasetError("no grounding annotations")
         self.records, self.cache = [], cache if cache is not None else {}
         self.skipped: set[str] = set()
-        from vidfm.errors import VideoDecodeError
-
         for r in progress(records) if progress else records:
+            if r["path"] in self.skipped:  # one failed decode per video, not per sentence
+                continue
             if r["path"] not in self.cache:
                 try:
                     self.cache[r["path"]] = clip_features(embedder, r["path"], num_clips, window_frames)
                 except (VideoDecodeError, DatasetError):
                     self.skipped.add(r["path"])
                     continue
-            if r["path"] in self.cache:
-                self.records.append(r)
+            self.records.append(r)
         if not self.records:
             raise DatasetError(f"none of the {len(records)} annotated videos could be decoded")
 
@@ -191,9 +188,7 @@ class GroundingModel(nn.Module):
     def from_pretrained(cls, path) -> tuple["GroundingModel", dict]:
         from safetensors.torch import load_file
 
-        path = Path(path)
-        if not (path / META).exists() and (path / "best" / META).exists():
-            path = path / "best"
+        path = model_folder(path, META)
         if not (path / META).exists():
             raise ConfigError(f"{path}: not a grounding model (no {META}); train one with 'vidfm train ground'")
         meta = json.loads((path / META).read_text())
@@ -222,8 +217,8 @@ def _loss_fn(model, batch):
     return grounding_loss(out, batch["target"], inner.candidates), {}
 
 
-def _evaluate(model, loader, accelerator) -> dict:
-    inner = accelerator.unwrap_model(model)
+def _evaluate(model, loader, accelerator=None) -> dict:
+    inner = accelerator.unwrap_model(model) if accelerator is not None else model
     preds = {h: [] for h in HEADS}
     targets = []
     for batch in loader:
@@ -315,14 +310,7 @@ class Grounder:
     @torch.no_grad()
     def evaluate(self, records: list[dict], progress=None) -> dict:
         ds = GroundingDataset(records, self.embedder, self.model.num_clips, self.meta["window_frames"], progress=progress)
-        loader = torch.utils.data.DataLoader(ds, batch_size=64)
-
-        class _Plain:  # the evaluation loop expects an accelerator
-            @staticmethod
-            def unwrap_model(m):
-                return m
-
-        metrics = _evaluate(self.model, loader, _Plain)
+        metrics = _evaluate(self.model, torch.utils.data.DataLoader(ds, batch_size=64))
         metrics["sentences"] = len(ds)
         return metrics
 

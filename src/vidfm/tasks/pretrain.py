@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from vidfm.data.datasets import VIDEO_SUFFIXES, SyntheticWorld, VideoDataset, captions_from_jsonl
+from vidfm.data.datasets import VideoDataset, captions_from_jsonl, find_videos, split_off_validation
 from vidfm.data.transforms import eval_transform, train_transform
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.models import resolve_encoder
@@ -47,7 +46,7 @@ def unlabeled_records(data) -> list[dict]:
         return [{"path": str(p if (p := Path(r["path"])).is_absolute() else data.parent / p)} for r in rows]
     if not data.is_dir():
         raise DatasetError(f"{data}: not found (expected a synthetic world, a folder of videos, a CSV or a captions JSONL)")
-    records = [{"path": str(p)} for p in sorted(data.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()]
+    records = [{"path": str(p)} for p in find_videos(data)]
     if not records:
         raise DatasetError(f"{data}: no videos found")
     return records
@@ -56,16 +55,10 @@ def unlabeled_records(data) -> list[dict]:
 def captioned_records(data, split: str) -> list[dict]:
     data = Path(data)
     if (data / "world.json").exists():
-        return captions_from_jsonl(SyntheticWorld(data).root / "captions" / f"{split}.jsonl", data)
+        return captions_from_jsonl(data / "captions" / f"{split}.jsonl", data)
     if data.suffix == ".jsonl":
         return captions_from_jsonl(data, data.parent)
     raise DatasetError(f"{data}: video-text training needs captions: a synthetic world or a JSONL of {{path, captions}}")
-
-
-def _split(records: list[dict], val_fraction: float, seed: int):
-    order = np.random.default_rng(seed).permutation(len(records))
-    n_val = max(1, round(len(records) * val_fraction)) if len(records) > 2 else 0
-    return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
 
 
 def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on_error="skip", val=None):
@@ -83,7 +76,7 @@ def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on
         train_r = unlabeled_records(data)
         val_r = captioned_records(data, "val") if world else (unlabeled_records(val) if val else None)
     if val_r is None:
-        train_r, val_r = _split(train_r, 0.1, seed)
+        train_r, val_r = split_off_validation(train_r, 0.1, seed)
 
     def make(records, train, seed_offset=0):
         return VideoDataset(records, train=train, transform=tf_train if train else tf_eval, seed=seed + seed_offset, **common)
@@ -112,8 +105,7 @@ def build_objective(objective: str, encoder, **options):
 def save_pretrained_objective(model, path, meta: dict) -> None:
     """The encoder as a plain encoder folder + the objective's head + how it was made."""
     if isinstance(model, VideoTextModel):
-        model.save_pretrained(path)
-        (Path(path) / "pretrain.json").write_text(json.dumps(meta, indent=2))
+        model.save_pretrained(path, notes={"pretrain.json": meta})
         return
     from safetensors.torch import save_file
 

@@ -18,7 +18,7 @@ def embed_videos(embedder: Embedder, paths, batch_size: int = 32, progress=None)
     """(N, E) unit vectors, one per whole video (frames spread over the video)."""
     out, batch = [], []
     for p in progress(paths) if progress else paths:
-        batch.append(embedder.load_clip(embedder.segments(p)[0]))
+        batch.append(embedder.read(p)[1][0])
         if len(batch) == batch_size:
             out.append(embedder.encode_clips(torch.stack(batch)))
             batch = []

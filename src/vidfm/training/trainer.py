@@ -342,6 +342,15 @@ def atomic_save_dir(final: Path, write: Callable[[Path], object]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def model_folder(path, marker: str = "config.json") -> Path:
+    """A training run folder stands for the model in its ``best/``: return ``path/best``
+    when ``path`` itself lacks ``marker`` but ``best`` has it (or exists), else ``path``."""
+    path = Path(path)
+    if not (path / marker).exists() and (path / "best").is_dir():
+        return path / "best"
+    return path
+
+
 def _checkpoint_dir(out: Path) -> Path | None:
     for name in (CHECKPOINT, CHECKPOINT + ".old"):  # .old survives a crash mid-swap
         if (out / name / "state.pt").exists():

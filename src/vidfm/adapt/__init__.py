@@ -108,17 +108,23 @@ def merge_adaptation(model: nn.Module) -> nn.Module:
     method = (getattr(model, "adaptation", None) or {}).get("method")
     if method != "lora":
         raise ConfigError(f"only LoRA can be merged into the base weights (this model uses {method!r})")
-    from peft.tuners.lora import LoraLayer
-
-    for name, module in list(model.encoder.named_modules()):
-        if isinstance(module, LoraLayer):
-            module.merge()
-            parent = model.encoder.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model.encoder
-            setattr(parent, name.rsplit(".", 1)[-1], module.get_base_layer())
+    merge_lora_layers(model.encoder)
     model.adaptation = None
     for p in model.parameters():
         p.requires_grad = True
     return model
+
+
+def merge_lora_layers(module: nn.Module) -> None:
+    """Replace every peft LoRA layer inside ``module`` by its base layer with the update
+    ``(alpha/r) B A`` added to the weights."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, layer in list(module.named_modules()):
+        if isinstance(layer, LoraLayer):
+            layer.merge()
+            parent = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            setattr(parent, name.rsplit(".", 1)[-1], layer.get_base_layer())
 
 
 # -- adapters ------------------------------------------------------------------------------

@@ -37,6 +37,21 @@ def to_float_clip(frames) -> torch.Tensor:
     return t.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def clips_from_arrays(videos, num_frames: int, size: int) -> torch.Tensor:
+    """In-memory videos ``(N, T, H, W, 3)`` uint8 -> a model's input ``(N, num_frames, 3,
+    size, size)`` float in [0, 1]: frames sampled uniformly, resized (antialiased bilinear)."""
+    from vidfm.io.samplers import uniform_indices
+
+    videos = np.asarray(videos)
+    if videos.ndim != 5 or videos.shape[-1] != 3:
+        raise ConfigError(f"expected videos (N, T, H, W, 3), got shape {videos.shape}")
+    clips = torch.from_numpy(videos[:, uniform_indices(videos.shape[1], num_frames)]).permute(0, 1, 4, 2, 3).float().div(255.0)
+    if clips.shape[-2:] != (size, size):
+        n, t = clips.shape[:2]
+        clips = F.interpolate(clips.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True, align_corners=False).unflatten(0, (n, t))
+    return clips
+
+
 # ---------------------------------------------------------------------------------------
 # Temporal (on indices)
 # ---------------------------------------------------------------------------------------

@@ -79,6 +79,15 @@ class Embedder:
         return out.cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
+    def embed_arrays(self, videos, batch_size: int = 32) -> np.ndarray:
+        """(N, E) for in-memory videos ``(N, T, H, W, 3)`` uint8 (generated clips): the
+        model's frame count sampled uniformly, resized to its input size."""
+        from vidfm.data.transforms import clips_from_arrays
+
+        return np.concatenate([self.encode_clips(clips_from_arrays(videos[s : s + batch_size], self.num_frames, self.image_size))
+                               for s in range(0, len(videos), batch_size)])  # fmt: skip
+
+    @torch.no_grad()
     def encode_text(self, texts) -> np.ndarray:
         if self.video_text is None:
             raise ConfigError(f"{self.folder}: this model has no text tower; search with --video, or use a video-text model")

@@ -1,0 +1,136 @@
+"""``vidfm train vae``, ``vidfm train denoiser`` and ``vidfm generate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidfm.cli.common import add_train_options, print_json, progress, train_config_from
+
+
+def register_train(tsub) -> None:
+    v = tsub.add_parser("vae", help="train a causal video VAE (the latent space for generation)",
+                        description=("Train a KL-regularised causal video VAE on clips of DATA (a synthetic world: each clip spans "
+                                     "the main object's action; or any folder of videos). Validation PSNR/SSIM pick OUT/best."))  # fmt: skip
+    v.add_argument("data", help="synthetic world, captions .jsonl or folder of videos")
+    v.add_argument("--out", required=True, help="run folder")
+    v.add_argument("--preset", default="vae-tiny", help="vae-tiny (x4 space, x2 time) or vae-base (x8 space, x4 time)")
+    v.add_argument("--init", help="continue from a saved VAE folder")
+    v.add_argument("--frames", type=int, default=9, help="frames per clip: 1 + a multiple of the temporal factor (default 9)")
+    v.add_argument("--size", type=int, default=32, help="square frame size (default 32)")
+    v.add_argument("--kl-weight", type=float, default=1e-4)
+    add_train_options(v, lr=5e-4, epochs=20)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(run=run_train_vae)
+
+    d = tsub.add_parser("denoiser", help="train a latent video denoiser (text/image/first+last frame to video)",
+                        description=("Train a DiT, U-ViT or pseudo-3D UNet on the VAE's latents of captioned clips, with "
+                                     "classifier-free guidance dropout and first/last-frame conditioning, under epsilon, "
+                                     "v-prediction or flow matching. OUT/best is a pipeline for 'vidfm generate'. With --init "
+                                     "PIPELINE --lora-rank R it fine-tunes that pipeline's denoiser with LoRA instead."))  # fmt: skip
+    d.add_argument("data", help="synthetic world or captions .jsonl")
+    d.add_argument("--out", required=True, help="run folder")
+    d.add_argument("--vae", help="a 'vidfm train vae' run or VAE folder")
+    d.add_argument("--denoiser", default="dit-tiny", help="dit-tiny, uvit-tiny, unet3d-tiny, dit-base, unet3d-base")
+    d.add_argument("--prediction", default="flow", choices=["flow", "epsilon", "v_prediction"])
+    d.add_argument("--attention", choices=["full", "causal", "sparse_causal", "divided"], help="temporal attention pattern")
+    d.add_argument("--text-encoder", default="minilm", help="'minilm' (bundled) or a local Hugging Face text model folder")
+    d.add_argument("--frames", type=int, default=9)
+    d.add_argument("--size", type=int, help="frame size (default: the VAE's training size)")
+    d.add_argument("--fps", type=int, default=8, help="frame rate written into generated videos")
+    d.add_argument("--temporal-weight", type=float, default=0.0, help="weight of the temporal-consistency loss")
+    d.add_argument("--text-dropout", type=float, default=0.1, help="share of captions dropped for classifier-free guidance")
+    d.add_argument("--init", help="a pipeline to fine-tune (with --lora-rank)")
+    d.add_argument("--lora-rank", type=int, help="LoRA rank on the attention projections (needs --init)")
+    d.add_argument("--lora-alpha", type=float)
+    add_train_options(d, lr=3e-4, epochs=100)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(run=run_train_denoiser)
+
+
+def register(sub) -> None:
+    g = sub.add_parser("generate", help="generate a video from text, a first frame, or first and last frames",
+                       description="Sample a video with a pipeline from 'vidfm train denoiser'. The same --seed gives the same video.")
+    g.add_argument("prompt", help="what the video shows, e.g. 'a small red circle moves left'")
+    g.add_argument("--model", required=True, help="pipeline folder (a 'vidfm train denoiser' run)")
+    g.add_argument("--out", required=True, help="output .mp4 or .gif (a contact sheet .png is written beside it)")
+    g.add_argument("--image", help="first frame (PNG, RGB, the model's size): image to video")
+    g.add_argument("--last", help="last frame (with --image): first+last frame to video")
+    g.add_argument("--continue", dest="extend", help="a video to continue from its last frame")
+    g.add_argument("--windows", type=int, default=1, help="windows to generate, each continuing the last frame (long videos)")
+    g.add_argument("--steps", type=int, default=25)
+    g.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (1 = none)")
+    g.add_argument("--scheduler", help="ddpm, ddim or dpm (epsilon/v models), euler (flow models); default: the model's")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--num-videos", type=int, default=1)
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(run=run_generate)
+
+
+def _report(args, summary: dict, what: str) -> int:
+    summary.pop("history", None)
+    if args.json:
+        print_json(summary)
+        return 0
+    best = summary["best"]
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; best validation {what} {best:.4f}" if best is not None else f"trained {summary['steps']} steps")
+    print(f"model: {Path(args.out) / 'best'}")
+    return 0
+
+
+def run_train_vae(args) -> int:
+    from vidfm.tasks.generate import train_vae
+
+    summary = train_vae(args.data, args.out, preset=args.preset, init=args.init, num_frames=args.frames, size=args.size,
+                        kl_weight=args.kl_weight, config=train_config_from(args), resume=not args.fresh)  # fmt: skip
+    return _report(args, summary, "PSNR")
+
+
+def run_train_denoiser(args) -> int:
+    from vidfm.tasks.generate import train_denoiser
+
+    summary = train_denoiser(
+        args.data, args.out, vae=args.vae, denoiser=args.denoiser, prediction=args.prediction, attention=args.attention,
+        text_encoder=args.text_encoder, num_frames=args.frames, size=args.size, fps=args.fps, temporal_weight=args.temporal_weight,
+        text_dropout=args.text_dropout, init=args.init, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+        config=train_config_from(args), progress=lambda it, desc, total: progress(it, desc, total), resume=not args.fresh,
+    )  # fmt: skip
+    return _report(args, summary, "loss")
+
+
+def run_generate(args) -> int:
+    from vidfm.errors import ConfigError
+    from vidfm.io import VideoReader
+    from vidfm.io.writer import save_contact_sheet, write_video
+    from vidfm.pipelines import VideoGenerationPipeline
+    from vidfm.pipelines.video_generation import load_image
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".mp4", ".gif", ".webm", ".mkv", ".mov"):
+        raise ConfigError(f"{out}: choose an .mp4 or .gif output")
+    if args.last and not args.image:
+        raise ConfigError("--last needs --image (first+last frame to video)")
+    pipe = VideoGenerationPipeline.from_pretrained(args.model)
+    h, w = pipe.meta["height"], pipe.meta["width"]
+    kwargs = dict(steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, seed=args.seed, progress=True)
+    if args.extend:
+        with VideoReader(args.extend, size=(h, w)) as r:
+            frames = r.get_frames(list(range(len(r))))
+        videos = [pipe.extend(frames, args.prompt, windows=args.windows, **kwargs)]
+    else:
+        image = load_image(args.image, h, w) if args.image else None
+        last = load_image(args.last, h, w) if args.last else None
+        videos = list(pipe(args.prompt, image=image, last_image=last, num_videos=args.num_videos, **kwargs))
+        if args.windows > 1:
+            videos = [pipe.extend(v, args.prompt, windows=args.windows - 1, **kwargs) for v in videos]
+    written = []
+    for k, video in enumerate(videos):
+        path = out if len(videos) == 1 else out.with_name(f"{out.stem}_{k}{out.suffix}")
+        write_video(path, video, fps=pipe.meta["fps"])
+        sheet = save_contact_sheet(path.with_suffix(".png"), video, scale=max(1, 128 // w), title=args.prompt)
+        written.append({"video": str(path), "contact_sheet": str(sheet), "frames": int(video.shape[0])})
+    if args.json:
+        print_json({"prompt": args.prompt, "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "outputs": written})
+    else:
+        for w_ in written:
+            print(f"{w_['video']} ({w_['frames']} frames), contact sheet {w_['contact_sheet']}")
+    return 0

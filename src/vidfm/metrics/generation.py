@@ -1,0 +1,95 @@
+"""Metrics for generated video.
+
+- ``frechet_distance``: FVD / FID-style distance between two feature sets. The feature
+  network is a parameter: FVD proper uses I3D, and FID Inception; with no hub here vidfm
+  passes features of its own encoders (say which one when you report a number: values
+  from different networks are not comparable).
+- ``flicker``: mean absolute change between adjacent frames (0-255 scale).
+- ``flow_warp_error``: warp each frame onto the next with Farneback optical flow (OpenCV)
+  and measure what is left, a standard temporal-consistency measure.
+- ``psnr_ssim``: fidelity to a reference (torchmetrics).
+
+Videos are ``(N, T, H, W, 3)`` uint8 arrays unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vidfm.errors import ConfigError
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two (N, D) feature sets."""
+    from scipy import linalg
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ConfigError(f"need two (N>=2, D) feature sets of the same width, got {a.shape} and {b.shape}")
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():  # near-singular: regularise, as pytorch-fid does
+        eps = np.eye(len(s1)) * 1e-6
+        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
+
+
+def fvd(real: np.ndarray, fake: np.ndarray, features) -> float:
+    """Fréchet distance of clip features; ``features(videos) -> (N, D)``."""
+    return frechet_distance(features(real), features(fake))
+
+
+def fid(real: np.ndarray, fake: np.ndarray, features) -> float:
+    """Frame-level Fréchet distance: every frame is an item, embedded as a still clip."""
+    def frames(v):
+        f = np.asarray(v).reshape(-1, *np.asarray(v).shape[-3:])
+        return features(np.repeat(f[:, None], 2, axis=1))
+
+    return frechet_distance(frames(real), frames(fake))
+
+
+def flicker(videos: np.ndarray) -> float:
+    v = np.asarray(videos, dtype=np.float32)
+    if v.ndim == 4:
+        v = v[None]
+    return float(np.abs(np.diff(v, axis=1)).mean()) if v.shape[1] > 1 else 0.0
+
+
+def flow_warp_error(videos: np.ndarray) -> float:
+    """Mean absolute error (0-255) between frame t+1 and frame t warped by the flow."""
+    import cv2
+
+    v = np.asarray(videos)
+    if v.ndim == 4:
+        v = v[None]
+    errors = []
+    for video in v:
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]
+        h, w = gray[0].shape
+        grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).astype(np.float32)
+        for t in range(len(video) - 1):
+            # flow from t+1 back to t: where each pixel of t+1 came from
+            flow = cv2.calcOpticalFlowFarneback(gray[t + 1], gray[t], None, 0.5, 3, 9, 3, 5, 1.1, 0)
+            m = grid + flow
+            warped = cv2.remap(video[t], m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            errors.append(np.abs(warped.astype(np.float32) - video[t + 1].astype(np.float32)).mean())
+    return float(np.mean(errors)) if errors else 0.0
+
+
+def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
+    """Mean PSNR (dB) / SSIM over all frames of (B, 3, T, H, W) clips in [-1, 1]."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    a = real.add(1).div(2).clamp(0, 1).transpose(1, 2).flatten(0, 1)
+    b = fake.add(1).div(2).clamp(0, 1).transpose(1, 2).flatten(0, 1)
+    return float(peak_signal_noise_ratio(b, a, data_range=1.0, dim=(1, 2, 3))), float(structural_similarity_index_measure(b, a, data_range=1.0))
+
+
+def psnr_ssim_uint8(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
+    """The same for (N, T, H, W, 3) uint8 videos."""
+    def to_t(v):
+        return torch.from_numpy(np.asarray(v)).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
+
+    return psnr_ssim(to_t(real), to_t(fake))

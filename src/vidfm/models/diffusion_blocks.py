@@ -1,0 +1,146 @@
+"""Pieces every video denoiser shares: attention with 3D RoPE and temporal masks, timestep
+and text conditioning, frame conditioning for image/first+last-frame to video.
+
+The denoiser interface (all three families)::
+
+    denoiser(sample, timestep, text, text_mask, cond=None) -> prediction
+    sample, prediction: (B, C, T, H, W) latents   timestep: (B,) in [0, 1000)
+    text: (B, L, D_text) token features           text_mask: (B, L) bool, True = real token
+    cond: (B, C + 1, T, H, W) given-frame latents + a mask channel (1 where a frame is given)
+
+Attention names (``to_q``, ``to_k``, ``to_v``, ``to_out``) follow diffusers so LoRA targets
+read the same as there.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from einops import rearrange
+from torch import nn
+
+from vidfm.errors import ConfigError
+
+ATTENTION_MODES = ("full", "causal", "sparse_causal", "divided")
+
+
+def frame_mask(mode: str, frames: int, tokens_per_frame: int, device=None) -> torch.Tensor | None:
+    """Boolean (N, N) mask over t-major tokens; True = may attend. ``full`` -> None.
+
+    ``causal``: a frame sees itself and earlier frames; ``sparse_causal`` (Tune-A-Video):
+    the first frame, the previous one and itself."""
+    if mode == "full":
+        return None
+    f = torch.arange(frames, device=device)
+    if mode == "causal":
+        allowed = f[:, None] >= f[None, :]
+    elif mode == "sparse_causal":
+        allowed = (f[None, :] == 0) | (f[None, :] == f[:, None]) | (f[None, :] == f[:, None] - 1)
+    else:
+        raise ConfigError(f"unknown attention mode {mode!r}; choose one of {', '.join(ATTENTION_MODES)}")
+    return allowed.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
+
+
+def rope_3d(head_dim: int, t: int, h: int, w: int, device=None, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (t*h*w, head_dim/2) for rotary position embedding over (t, h, w):
+    the head dimension is split into three even parts, one per axis."""
+    dh = dw = 2 * (head_dim // 6)
+    dt = head_dim - dh - dw
+    if dt % 2 or dt <= 0:
+        raise ConfigError(f"head dimension {head_dim} cannot be split for 3D RoPE (needs an even size >= 6)")
+    angles = []
+    grids = torch.meshgrid(torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    for pos, d in zip(grids, (dt, dh, dw)):
+        freqs = theta ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)
+        angles.append(pos.reshape(-1, 1).float() * freqs[None])
+    a = torch.cat(angles, dim=1)
+    return a.cos(), a.sin()
+
+
+def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate pairs of channels of ``x (B, heads, N, d)``; tokens beyond the table (text,
+    time tokens placed first) are not rotated."""
+    cos, sin = rope
+    n = cos.shape[0]
+    head, tail = x[..., : x.shape[-2] - n, :], x[..., x.shape[-2] - n :, :]
+    pairs = tail.float().reshape(*tail.shape[:-1], -1, 2)
+    a, b = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)
+    return torch.cat([head, rotated], dim=-2)
+
+
+class Attention(nn.Module):
+    """Multi-head (self or cross) attention through PyTorch SDPA."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None):
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(context_dim or dim, dim)
+        self.to_v = nn.Linear(context_dim or dim, dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x, context=None, mask=None, rope=None, is_causal: bool = False):
+        ctx = x if context is None else context
+        q, k, v = (rearrange(p, "b n (h d) -> b h n d", h=self.heads) for p in (self.to_q(x), self.to_k(ctx), self.to_v(ctx)))
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, dim: int, mult: float = 4.0):
+        super().__init__(nn.Linear(dim, int(dim * mult)), nn.GELU(approximate="tanh"), nn.Linear(int(dim * mult), dim))
+
+
+class Conditioning(nn.Module):
+    """Timestep embedding (diffusers' sinusoidal + MLP) plus the masked mean of the text,
+    giving one vector ``c (B, D)`` for adaLN; and the text tokens projected to ``D``."""
+
+    def __init__(self, dim: int, text_dim: int):
+        super().__init__()
+        self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(256, dim)
+        self.text_proj = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
+        self.pooled_proj = nn.Sequential(nn.Linear(text_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, timestep, text, text_mask):
+        t = self.time_embed(self.time_proj(timestep.flatten().float()).to(text.dtype))
+        m = text_mask.to(text.dtype).unsqueeze(-1)
+        pooled = (text * m).sum(1) / m.sum(1).clamp(min=1)
+        return t + self.pooled_proj(pooled), self.text_proj(text)
+
+
+def cross_mask(text_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool -> (B, 1, 1, L) for SDPA."""
+    return text_mask[:, None, None, :].bool()
+
+
+def frame_conditioned_input(sample: torch.Tensor, cond: torch.Tensor | None, enabled: bool) -> torch.Tensor:
+    """Concatenate given-frame latents and their mask to the noisy latents (SPEC 8.5); zeros
+    when nothing is given, so one model serves text-, image- and first+last-frame-to-video."""
+    if not enabled:
+        if cond is not None:
+            raise ConfigError("this denoiser was built without frame conditioning; it cannot take a first/last frame")
+        return sample
+    if cond is None:
+        b, c, t, h, w = sample.shape
+        cond = sample.new_zeros(b, c + 1, t, h, w)
+    if cond.shape[0] != sample.shape[0] or cond.shape[2:] != sample.shape[2:] or cond.shape[1] != sample.shape[1] + 1:
+        raise ConfigError(f"frame condition of shape {tuple(cond.shape)} does not fit latents {tuple(sample.shape)}")
+    return torch.cat([sample, cond], dim=1)
+
+
+def check_sample(sample: torch.Tensor, channels: int, text: torch.Tensor, text_mask: torch.Tensor) -> None:
+    if sample.ndim != 5 or sample.shape[1] != channels:
+        raise ConfigError(f"expected latents (B, {channels}, T, H, W), got {tuple(sample.shape)}")
+    if text.ndim != 3 or text.shape[0] != sample.shape[0] or text_mask.shape != text.shape[:2]:
+        raise ConfigError(f"text {tuple(text.shape)} / mask {tuple(text_mask.shape)} do not fit a batch of {sample.shape[0]}")
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)

@@ -1,0 +1,114 @@
+"""DiT for video latents (Peebles & Xie; Latte / Open-Sora style).
+
+Spatio-temporal latent patches -> transformer blocks with adaLN-zero timestep (+ pooled
+text) modulation, cross-attention to the text tokens and 3D RoPE -> patches back. The
+``attention`` setting picks the temporal pattern: ``full`` spatio-temporal, ``causal``,
+``sparse_causal`` (first + previous frame) or ``divided`` (spatial attention within each
+frame, then temporal-only attention across frames at each position, as in Latte).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
+from torch import nn
+
+from vidfm.errors import ConfigError
+from vidfm.models.diffusion_blocks import (
+    ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, modulate, rope_3d,
+)  # fmt: skip
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, divided: bool, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.divided = divided
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        if divided:
+            self.norm_t = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.attn_t = Attention(dim, heads)
+        self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
+        self.cross = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ff = FeedForward(dim, mlp_ratio)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, (9 if divided else 6) * dim))
+        nn.init.zeros_(self.ada[1].weight)  # adaLN-zero: every block starts as the identity
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x, c, text, text_mask, grid, mask, rope, rope_s, rope_t):
+        mods = self.ada(c).chunk(9 if self.divided else 6, dim=1)
+        t, h, w = grid
+        if self.divided:
+            y = rearrange(modulate(self.norm1(x), mods[0], mods[1]), "b (t s) d -> (b t) s d", t=t)
+            y = rearrange(self.attn(y, rope=rope_s), "(b t) s d -> b (t s) d", t=t)
+            x = x + mods[2].unsqueeze(1) * y
+            y = rearrange(modulate(self.norm_t(x), mods[6], mods[7]), "b (t s) d -> (b s) t d", t=t)
+            y = rearrange(self.attn_t(y, rope=rope_t), "(b s) t d -> b (t s) d", s=h * w)
+            x = x + mods[8].unsqueeze(1) * y
+        else:
+            x = x + mods[2].unsqueeze(1) * self.attn(modulate(self.norm1(x), mods[0], mods[1]), mask=mask, rope=rope)
+        x = x + self.cross(self.norm_cross(x), context=text, mask=cross_mask(text_mask))
+        return x + mods[5].unsqueeze(1) * self.ff(modulate(self.norm2(x), mods[3], mods[4]))
+
+
+class VideoDiT(ModelMixin, ConfigMixin):
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_channels: int = 4,
+        text_dim: int = 384,
+        width: int = 192,
+        depth: int = 6,
+        heads: int = 4,
+        patch_size: int = 1,
+        patch_size_t: int = 1,
+        attention: str = "full",
+        frame_conditioning: bool = True,
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__()
+        if attention not in ATTENTION_MODES:
+            raise ConfigError(f"unknown attention mode {attention!r}; choose one of {', '.join(ATTENTION_MODES)}")
+        cin = 2 * latent_channels + 1 if frame_conditioning else latent_channels
+        p, pt = patch_size, patch_size_t
+        self.patch_embed = nn.Conv3d(cin, width, (pt, p, p), stride=(pt, p, p))
+        self.cond = Conditioning(width, text_dim)
+        self.blocks = nn.ModuleList([DiTBlock(width, heads, attention == "divided", mlp_ratio) for _ in range(depth)])
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.proj_out = nn.Linear(width, pt * p * p * latent_channels)
+        for m in (self.ada_out[1], self.proj_out):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+        self.gradient_checkpointing = False
+
+    def forward(self, sample, timestep, text, text_mask, cond=None):
+        cfg = self.config
+        check_sample(sample, cfg.latent_channels, text, text_mask)
+        b, _, T, H, W = sample.shape
+        p, pt = cfg.patch_size, cfg.patch_size_t
+        if T % pt or H % p or W % p:
+            raise ConfigError(f"latents {T}x{H}x{W} are not divisible by the patch size {pt}x{p}x{p}")
+        x = self.patch_embed(frame_conditioned_input(sample, cond, cfg.frame_conditioning))
+        grid = x.shape[2:]
+        x = rearrange(x, "b d t h w -> b (t h w) d")
+        c, text_tokens = self.cond(timestep.expand(b) if timestep.ndim == 0 else timestep, text, text_mask)
+        head_dim = cfg.width // cfg.heads
+        t, h, w = grid
+        rope = rope_3d(head_dim, t, h, w, x.device)
+        rope_s, rope_t = rope_3d(head_dim, 1, h, w, x.device), rope_3d(head_dim, t, 1, 1, x.device)
+        mask = frame_mask(cfg.attention, t, h * w, x.device) if cfg.attention != "divided" else None
+        for block in self.blocks:
+            args = (x, c, text_tokens, text_mask, grid, mask, rope, rope_s, rope_t)
+            if self.gradient_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+            else:
+                x = block(*args)
+        shift, scale = self.ada_out(c).chunk(2, dim=1)
+        x = self.proj_out(modulate(self.norm_out(x), shift, scale))
+        return rearrange(x, "b (t h w) (pt p1 p2 c) -> b c (t pt) (h p1) (w p2)", t=t, h=h, w=w, pt=pt, p1=p, p2=p)

@@ -1,0 +1,363 @@
+"""Training for video generation: the video VAE, then a latent denoiser on its latents.
+
+Data: a synthetic world (each clip spans the main object's action, captioned), a captions
+JSONL (whole videos), or for the VAE any folder of videos. Clips are ``num_frames`` frames
+resized to ``size`` and scaled to [-1, 1].
+
+The denoiser trains on cached latents: every clip is encoded once by the frozen VAE (its
+posterior mean, scaled) and every caption once by the frozen text tower; the cache lives in
+``OUT/latents.pt``, keyed by the VAE's fingerprint and the clip layout, so a resumed run
+skips it. LoRA (peft) fine-tunes an existing pipeline's denoiser on new clips.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from vidfm.data.datasets import captions_from_jsonl, find_videos, split_off_validation
+from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
+from vidfm.io import VideoReader
+from vidfm.metrics.generation import psnr_ssim
+from vidfm.pipelines.video_generation import META
+from vidfm.training import TrainConfig, Trainer, atomic_save_dir, model_folder
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out"]
+
+
+# -- data --------------------------------------------------------------------------------------
+def generation_records(data, split: str = "train") -> list[dict]:
+    """Records ``{path, captions, start, end}`` (frames; ``None`` = whole video)."""
+    data = Path(data)
+    if not data.exists():
+        raise DatasetError(f"{data}: no such file or folder")
+    if (data / "world.json").exists():
+        from vidfm.data.datasets import SyntheticWorld
+
+        world = SyntheticWorld(data)
+        world._split(split)
+        captions = {r["video_id"]: r["captions"] for r in captions_from_jsonl(data / "captions" / f"{split}.jsonl", data)}
+        out = []
+        for m in world.metadata():
+            if m["video_id"] not in captions or len(m["shots"]) != 1:
+                continue  # multi-shot videos: the captions describe one shot only
+            main = m["shots"][0]["objects"][0]
+            out.append({"path": m["path"], "captions": captions[m["video_id"]], "start": main["start"], "end": main["end"], "video_id": m["video_id"]})
+        return out
+    if data.suffix == ".jsonl":
+        return [{**r, "start": None, "end": None} for r in captions_from_jsonl(data)]
+    if data.is_dir():
+        videos = find_videos(data)
+        if not videos:
+            raise DatasetError(f"{data}: no videos found")
+        return [{"path": str(p), "captions": [], "start": None, "end": None} for p in videos]
+    raise DatasetError(f"{data}: expected a synthetic world, a captions .jsonl or a folder of videos")
+
+
+def clip_indices(n: int, num_frames: int, start: int | None, end: int | None) -> np.ndarray:
+    lo, hi = (0, n - 1) if start is None else (max(0, min(start, n - 1)), max(0, min(end, n - 1)))
+    return np.linspace(lo, hi, num_frames).round().astype(int)
+
+
+class ClipDataset(Dataset):
+    """Items ``{video (3, T, H, W) in [-1, 1], index}``; unreadable videos are skipped (warned
+    once, counted) like everywhere else in vidfm."""
+
+    def __init__(self, records: list[dict], num_frames: int, size: int):
+        if not records:
+            raise DatasetError("the dataset has no videos")
+        self.records, self.num_frames, self.size = records, num_frames, size
+        self.skipped: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, i: int) -> torch.Tensor:
+        rec = self.records[i]
+        with VideoReader(rec["path"], size=(self.size, self.size)) as r:
+            frames = r.get_frames(clip_indices(len(r), self.num_frames, rec.get("start"), rec.get("end")))
+        return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+    def __getitem__(self, i: int) -> dict:
+        for attempt in range(len(self.records)):
+            j = (i + attempt) % len(self.records)
+            try:
+                return {"video": self.load(j), "index": j}
+            except VideoDecodeError as e:
+                if e.path not in self.skipped:
+                    self.skipped.add(e.path)
+                    import warnings
+
+                    warnings.warn(f"skipping unreadable video: {e}", stacklevel=2)
+        raise DatasetError(f"no video in this dataset could be decoded ({len(self.skipped)} failed)")
+
+
+def _train_val(data, val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    train = generation_records(data, "train")
+    if (Path(data) / "world.json").exists():
+        return train, generation_records(data, "val")
+    return split_off_validation(train, val_fraction, seed)
+
+
+# -- VAE ---------------------------------------------------------------------------------------
+def train_vae(data, out, *, preset: str = "vae-tiny", init: str | None = None, num_frames: int = 9, size: int = 32, kl_weight: float = 1e-4, config: TrainConfig | None = None, resume: bool = True) -> dict:
+    """Train a causal video VAE (L1 reconstruction + KL); ``best/`` is a diffusers-style
+    folder with ``scaling_factor`` set to 1 / std of its latents."""
+    from vidfm.models.generative import build_vae, load_vae
+
+    config = config or TrainConfig(output_dir=str(out))
+    config.output_dir, config.metric, config.metric_mode = str(out), "psnr", "max"
+    model = load_vae(model_folder(init)).train() if init else build_vae(preset)
+    model.check_size(num_frames, size, size)
+    train_recs, val_recs = _train_val(data, 0.1, config.seed)
+    train, val = ClipDataset(train_recs, num_frames, size), ClipDataset(val_recs or train_recs[:8], num_frames, size)
+    config.extra.update(task="vae", data=str(data), num_frames=num_frames, size=size, kl_weight=kl_weight)
+
+    def loss_fn(m, batch):
+        video = batch["video"]
+        recon, posterior = m(video)
+        rec = F.l1_loss(recon, video)
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()  # per latent element
+        return rec + kl_weight * kl, {"l1": float(rec.detach()), "kl": float(kl.detach())}
+
+    def evaluate_fn(m, loader, _acc):
+        scores, latents = [], []
+        for batch in loader:
+            posterior = m.encode(batch["video"])
+            z = posterior.mode()
+            scores.append(psnr_ssim(batch["video"], m.decode(z)))
+            latents.append(z)
+        psnr, ssim = np.mean(scores, axis=0)
+        m.register_to_config(scaling_factor=float(1.0 / torch.cat(latents).std().clamp(min=1e-6)))
+        return {"psnr": float(psnr), "ssim": float(ssim)}
+
+    def save_fn(m, path):
+        atomic_save_dir(Path(path), lambda d: (m.save_pretrained(d), (d / "vae.json").write_text(json.dumps(config.extra, indent=2))))
+
+    summary = Trainer(model, config, train, loss_fn, val, evaluate_fn, save_fn).fit(resume)
+    summary["skipped"] = sorted(train.skipped | val.skipped)
+    return summary
+
+
+# -- latent cache ------------------------------------------------------------------------------
+def vae_fingerprint(vae_dir: Path) -> str:
+    from vidfm.retrieval.embedder import fingerprint_folder
+
+    return fingerprint_folder(vae_dir)
+
+
+@torch.no_grad()
+def encode_records(vae, text_encoder, records: list[dict], num_frames: int, size: int, batch_size: int = 16, progress=None) -> dict:
+    """Latents of every clip and its last frame (as an image), and token features of every
+    caption: what the denoiser trains on."""
+    ds = ClipDataset(records, num_frames, size)
+    latents, lasts, kept = [], [], []
+    batches = range(0, len(records), batch_size)
+    for s in progress(batches, "encoding clips", len(batches)) if progress else batches:
+        items = []
+        for i in range(s, min(s + batch_size, len(records))):
+            try:
+                items.append({"video": ds.load(i), "index": i})
+            except VideoDecodeError as e:
+                import warnings
+
+                warnings.warn(f"skipping unreadable video: {e}", stacklevel=2)
+        if not items:
+            continue
+        video = torch.stack([it["video"] for it in items])
+        latents.append(vae.encode_latents(video))
+        lasts.append(vae.encode_latents(video[:, :, -1:]))
+        kept += [it["index"] for it in items]
+    if not kept:
+        raise DatasetError("no clip could be decoded")
+    captions = sorted({c for i in kept for c in records[i]["captions"]})
+    if not captions:
+        raise DatasetError("the denoiser needs captions: give a synthetic world or a captions .jsonl ({\"path\", \"captions\"} per line)")
+    tokens, masks = [], []
+    for s in range(0, len(captions), 64):
+        t, m, _ = text_encoder(captions[s : s + 64])
+        tokens.append(t)
+        masks.append(m)
+    L = max(t.shape[1] for t in tokens)
+    text = torch.cat([F.pad(t, (0, 0, 0, L - t.shape[1])) for t in tokens])
+    mask = torch.cat([F.pad(m, (0, L - m.shape[1])) for m in masks])
+    lookup = {c: k for k, c in enumerate(captions)}
+    return {
+        "latents": torch.cat(latents), "last": torch.cat(lasts), "text": text, "text_mask": mask, "captions": captions,
+        "caption_ids": [[lookup[c] for c in records[i]["captions"]] for i in kept], "paths": [records[i]["path"] for i in kept],
+    }  # fmt: skip
+
+
+def cached_encoding(out: Path, key: dict, make) -> dict:
+    path = out / "latents.pt"
+    if path.exists():
+        blob = torch.load(path, weights_only=False)
+        if blob.get("key") == key:
+            return blob
+    blob = {**make(), "key": key}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return blob
+
+
+class LatentDataset(Dataset):
+    """One item per clip; a caption drawn per epoch (reproducibly) from that clip's captions."""
+
+    def __init__(self, blob: dict, indices: list[int], train: bool, seed: int = 0):
+        self.blob, self.indices, self.train, self.seed, self.epoch = blob, indices, train, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict:
+        k = self.indices[i]
+        ids = self.blob["caption_ids"][k]
+        c = ids[int(np.random.default_rng((self.seed, self.epoch, k)).integers(len(ids)))] if self.train else ids[0]
+        return {"latents": self.blob["latents"][k], "last": self.blob["last"][k], "text": self.blob["text"][c], "text_mask": self.blob["text_mask"][c], "index": k}
+
+
+# -- LoRA --------------------------------------------------------------------------------------
+def add_lora(denoiser, rank: int, alpha: float | None = None) -> None:
+    """LoRA on every attention projection (peft); everything else frozen."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if rank < 1:
+        raise ConfigError(f"LoRA rank must be >= 1, got {rank}")
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS), denoiser)
+    for name, p in denoiser.named_parameters():
+        p.requires_grad = "lora_" in name
+
+
+def save_lora(denoiser, path: Path, rank: int, alpha: float) -> None:
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(denoiser).items()}, path / "adapter_model.safetensors")
+    (path / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": alpha, "target_modules": LORA_TARGETS}))
+
+
+def load_lora(denoiser, path: Path, merge: bool = True) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from vidfm.adapt import merge_lora_layers
+
+    if not (path / "adapter_config.json").exists():
+        raise ConfigError(f"{path}: no adapter_config.json; not a saved LoRA")
+    spec = json.loads((path / "adapter_config.json").read_text())
+    add_lora(denoiser, spec["r"], spec["lora_alpha"])
+    result = set_peft_model_state_dict(denoiser, load_file(path / "adapter_model.safetensors"))
+    if getattr(result, "unexpected_keys", None):
+        raise ConfigError(f"{path}: LoRA weights do not fit this denoiser ({result.unexpected_keys[:3]}...)")
+    if merge:
+        merge_lora_layers(denoiser)
+    denoiser.eval()
+
+
+# -- denoiser ----------------------------------------------------------------------------------
+def train_denoiser(
+    data,
+    out,
+    *,
+    vae: str | None = None,
+    denoiser: str = "dit-tiny",
+    prediction: str = "flow",
+    attention: str | None = None,
+    text_encoder: str = "minilm",
+    num_frames: int = 9,
+    size: int | None = None,
+    fps: int = 8,
+    temporal_weight: float = 0.0,
+    text_dropout: float = 0.1,
+    init: str | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    config: TrainConfig | None = None,
+    progress=None,
+    resume: bool = True,
+) -> dict:
+    """Train a latent video denoiser (``denoiser`` preset) on ``vae``'s latents, or with
+    ``init`` + ``lora_rank`` fine-tune an existing pipeline's denoiser with LoRA.
+    ``OUT/best`` is a pipeline folder ``vidfm generate`` loads."""
+    from vidfm.models.generative import build_denoiser, load_denoiser, load_vae
+    from vidfm.models.text import TextEncoder
+    from vidfm.objectives.diffusion import DiffusionObjective
+
+    out = Path(out)
+    config = config or TrainConfig(output_dir=str(out))
+    config.output_dir, config.metric, config.metric_mode = str(out), "loss", "min"
+    base_dir = None
+    if init is not None:
+        base_dir = model_folder(Path(init), META)
+        if not (base_dir / META).exists():
+            raise ConfigError(f"{init}: not a generation pipeline (no {META})")
+        base_meta = json.loads((base_dir / META).read_text())
+        if "base" in base_meta:
+            raise ConfigError(f"{init}: is itself a LoRA run; start from its base {base_meta['base']}")
+        vae_dir, model = base_dir / "vae", load_denoiser(base_dir / "denoiser").train()
+        prediction, text_encoder = base_meta["prediction"], base_meta["text_encoder"]
+        num_frames, size, fps = base_meta["num_frames"], base_meta["height"], base_meta["fps"]
+    else:
+        if vae is None:
+            raise ConfigError("--vae is required: a folder from 'vidfm train vae' (or --init a pipeline)")
+        vae_dir = model_folder(Path(vae))
+        model = None
+    if lora_rank and init is None:
+        raise ConfigError("LoRA fine-tunes an existing pipeline: give --init PIPELINE")
+    vae_model = load_vae(vae_dir)
+    vae_meta = json.loads((vae_dir / "vae.json").read_text()) if (vae_dir / "vae.json").exists() else {}
+    size = size or vae_meta.get("size", 32)
+    vae_model.check_size(num_frames, size, size)
+    objective = DiffusionObjective(prediction=prediction, temporal_weight=temporal_weight, text_dropout=text_dropout)
+    text = TextEncoder(text_encoder).eval()
+    if model is None:
+        model = build_denoiser(denoiser, latent_channels=vae_model.config.latent_channels, text_dim=text.output_dim, **({"attention": attention} if attention else {}))
+    if lora_rank:
+        add_lora(model, lora_rank, lora_alpha)
+    train_recs, val_recs = _train_val(data, 0.1, config.seed)
+    records = train_recs + val_recs
+    key = {"vae": vae_fingerprint(vae_dir), "text": text_encoder, "data": str(data), "num_frames": num_frames, "size": size, "n": len(records)}
+    blob = cached_encoding(out, key, lambda: encode_records(vae_model, text, records, num_frames, size, progress=progress))
+    n_train = sum(1 for p in blob["paths"] if p in {r["path"] for r in train_recs})
+    train = LatentDataset(blob, list(range(n_train)), True, config.seed)
+    val = LatentDataset(blob, list(range(n_train, len(blob["paths"]))) or list(range(min(8, n_train))), False)
+    config.extra.update(task="denoiser", data=str(data), denoiser=denoiser, prediction=prediction, temporal_weight=temporal_weight, lora_rank=lora_rank)
+
+    def loss_fn(m, batch):
+        return objective(m, batch)
+
+    def evaluate_fn(m, loader, _acc):
+        g = torch.Generator().manual_seed(1234)  # the same noise and timesteps every evaluation
+        losses = [float(objective(m, batch, g)[0]) for batch in loader]
+        return {"loss": float(np.mean(losses))}
+
+    def save_fn(m, path):
+        meta = {
+            "text_encoder": text_encoder, "max_text_length": text.max_length, "num_frames": num_frames, "height": size, "width": size,
+            "fps": fps, "prediction": prediction, "default_scheduler": "euler" if prediction == "flow" else "ddim",
+        }  # fmt: skip
+
+        def write(d: Path):
+            if lora_rank:
+                (d / META).write_text(json.dumps({**meta, "base": str(base_dir.resolve())}, indent=2))
+                save_lora(m, d / "lora", lora_rank, lora_alpha or lora_rank)
+                return
+            (d / META).write_text(json.dumps(meta, indent=2))
+            m.save_pretrained(d / "denoiser")
+            vae_model.save_pretrained(d / "vae")
+            objective.scheduler.save_pretrained(d / "scheduler")
+
+        atomic_save_dir(Path(path), write)
+
+    return Trainer(model, config, train, loss_fn, val, evaluate_fn, save_fn).fit(resume)

@@ -1,0 +1,302 @@
+"""Video generation: causal VAE, denoisers, objectives, sampling, training, CLI, metrics."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vidfm.cli.main import main
+from vidfm.errors import ConfigError
+from vidfm.metrics.generation import flicker, flow_warp_error, frechet_distance, psnr_ssim_uint8
+from vidfm.models.diffusion_blocks import frame_mask
+from vidfm.models.generative import build_denoiser, build_vae, load_vae
+from vidfm.objectives.diffusion import DiffusionObjective, sampling_scheduler, training_scheduler
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiny_vae(**kw):
+    torch.manual_seed(0)
+    return build_vae("vae-tiny", channels=(8, 16), **kw).eval()
+
+
+def tiny_denoiser(name, **kw):
+    torch.manual_seed(0)
+    sizes = {"unet3d-tiny": dict(channels=(16, 32), heads=2)}.get(name, dict(width=48, depth=3, heads=2))
+    return build_denoiser(name, text_dim=16, **{**sizes, **kw}).eval()
+
+
+# -- VAE ---------------------------------------------------------------------------------------
+def test_vae_is_causal_and_compresses():
+    vae = tiny_vae()
+    x = torch.rand(2, 3, 9, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x).mode()
+        assert z.shape == (2, 4, 5, 8, 8)  # x4 space, x2 time, first frame on its own
+        assert torch.equal(z[:, :, :1], vae.encode(x[:, :, :1]).mode())  # the first frame encodes as an image
+        assert torch.equal(z[:, :, :3], vae.encode(x[:, :, :5]).mode())  # no frame sees a later one
+        assert vae.decode(z).shape == x.shape
+
+
+def test_vae_decodes_long_videos_in_time_chunks_exactly_and_in_tiles_closely():
+    vae = tiny_vae()
+    with torch.no_grad():
+        z = torch.randn(1, 4, 40, 8, 8)
+        assert torch.allclose(vae.decode(z, tile_frames=6), vae.decode(z), atol=1e-5)
+        z = torch.randn(1, 4, 2, 24, 24)
+        full, tiled = vae.decode(z), vae.decode(z, tile_size=16)
+    assert tiled.shape == full.shape
+    # approximate: seams are blended and GroupNorm sees one tile at a time
+    assert (full - tiled).abs().mean() < 0.25 * full.abs().mean()
+
+
+def test_vae_round_trips_and_checks_sizes(tmp_path):
+    vae = tiny_vae(scaling_factor=0.7)
+    vae.save_pretrained(tmp_path / "vae")
+    again = load_vae(tmp_path / "vae")
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(vae.encode_latents(x), again.encode_latents(x))
+    with pytest.raises(ConfigError, match="divisible by the VAE's spatial factor 4"):
+        vae.encode(torch.zeros(1, 3, 5, 30, 32))
+    with pytest.raises(ConfigError, match="1 \\+ a multiple"):
+        vae.encode(torch.zeros(1, 3, 8, 32, 32))
+    with pytest.raises(ConfigError, match="no such VAE folder"):
+        load_vae(tmp_path / "missing")
+
+
+# -- denoisers ---------------------------------------------------------------------------------
+CASES = [("dit-tiny", "full"), ("dit-tiny", "causal"), ("dit-tiny", "sparse_causal"), ("dit-tiny", "divided"),
+         ("uvit-tiny", "full"), ("uvit-tiny", "causal"), ("unet3d-tiny", "full"), ("unet3d-tiny", "causal")]  # fmt: skip
+
+
+def _inputs(b=2, t=5):
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(b, 6, 16, generator=g)
+    mask = torch.ones(b, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    return torch.randn(b, 4, t, 8, 8, generator=g), torch.tensor([3.0, 700.0])[:b], text, mask
+
+
+def _perturb_output(m):
+    """Start from nonzero outputs (adaLN-zero / zero-init heads would hide everything)."""
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    return m
+
+
+@pytest.mark.parametrize("name,attention", CASES)
+def test_denoisers_predict_latent_shapes_and_causal_ones_ignore_the_future(name, attention):
+    m = _perturb_output(tiny_denoiser(name, attention=attention))
+    x, t, text, mask = _inputs()
+    with torch.no_grad():
+        y = m(x, t, text, mask)
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        later = x.clone()
+        later[:, :, -1] += 3.0
+        y2 = m(later, t, text, mask)
+    if attention in ("causal", "sparse_causal"):
+        assert torch.allclose(y[:, :, :-1], y2[:, :, :-1], atol=1e-5)
+    else:
+        assert not torch.allclose(y[:, :, 0], y2[:, :, 0], atol=1e-5)
+
+
+def test_padding_text_tokens_are_ignored():
+    m = _perturb_output(tiny_denoiser("dit-tiny"))
+    x, t, text, mask = _inputs()
+    other = text.clone()
+    other[1, 3:] = 99.0  # masked-out tokens of sample 1
+    with torch.no_grad():
+        assert torch.allclose(m(x, t, text, mask)[1], m(x, t, other, mask)[1], atol=1e-5)
+
+
+def test_sparse_causal_mask_sees_first_previous_and_itself():
+    m = frame_mask("sparse_causal", 4, 1)
+    assert m.tolist() == [[True, False, False, False], [True, True, False, False], [True, True, True, False], [True, False, True, True]]
+    with pytest.raises(ConfigError, match="unknown attention mode"):
+        build_denoiser("dit-tiny", attention="diagonal")
+
+
+def test_unknown_denoiser_lists_choices():
+    with pytest.raises(ConfigError, match="dit-tiny"):
+        build_denoiser("dit-huge")
+
+
+# -- objectives and samplers -------------------------------------------------------------------
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "flow"])
+def test_the_target_recovers_the_clean_latents(prediction):
+    """x0 from (x_t, t, the exact target) must be x0: the noising and the parametrisation agree."""
+    obj = DiffusionObjective(prediction=prediction)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 4, 3, 8, 8, generator=g), torch.randn(4, 4, 3, 8, 8, generator=g)
+    xt, t, target = obj.noisy(x0, noise, torch.tensor([0.01, 0.3, 0.6, 0.95]))
+    assert torch.allclose(obj.predicted_x0(xt, t, target), x0, atol=1e-3)
+
+
+def test_schedulers_must_fit_the_objective():
+    assert type(sampling_scheduler(dict(training_scheduler("epsilon").config), "ddim")).__name__ == "DDIMScheduler"
+    with pytest.raises(ConfigError, match="does not fit a model trained with 'flow'"):
+        sampling_scheduler(dict(training_scheduler("flow").config), "ddim")
+    with pytest.raises(ConfigError, match="unknown scheduler"):
+        sampling_scheduler(dict(training_scheduler("flow").config), "heun3")
+
+
+class OracleDenoiser(torch.nn.Module):
+    """Predicts exactly what a perfect model would for one fixed clean latent x0."""
+
+    def __init__(self, x0, objective):
+        super().__init__()
+        self.x0, self.obj = x0, objective
+        self.config = type("C", (), {"frame_conditioning": False})()
+
+    def forward(self, xt, t, text, mask, cond=None):
+        x0 = self.x0.expand_as(xt)
+        if self.obj.prediction == "flow":
+            return (xt - x0) / (t / 1000).clamp(min=1e-4).view(-1, 1, 1, 1, 1)
+        a = self.obj.scheduler.alphas_cumprod[t.long()].view(-1, 1, 1, 1, 1)
+        eps = (xt - a.sqrt() * x0) / (1 - a).sqrt()
+        return eps if self.obj.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from vidfm.models.text import TextEncoder
+
+    return TextEncoder("minilm")
+
+
+@pytest.mark.parametrize("prediction,scheduler,steps", [("flow", "euler", 10), ("epsilon", "ddim", 20), ("v_prediction", "ddim", 20), ("epsilon", "ddpm", 50)])
+def test_sampling_loop_reaches_the_data_with_a_perfect_model(prediction, scheduler, steps, minilm):
+    from vidfm.pipelines import VideoGenerationPipeline
+
+    vae = tiny_vae()
+    x0 = torch.randn(1, 4, 3, 4, 4)
+    obj = DiffusionObjective(prediction=prediction)
+    meta = {"num_frames": 5, "height": 16, "width": 16, "default_scheduler": scheduler}
+    pipe = VideoGenerationPipeline(vae, OracleDenoiser(x0, obj), dict(obj.scheduler.config), minilm, meta).to("cpu")
+    out = pipe("anything", steps=steps, guidance=1.0, seed=3)
+    with torch.no_grad():
+        expected = ((vae.decode_latents(x0).clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 4, 1).numpy()
+    assert np.abs(out.astype(float) - expected).mean() < 1.0
+
+
+# -- training and generating end to end --------------------------------------------------------
+@pytest.fixture(scope="module")
+def gen_runs(world, tmp_path_factory):
+    """A tiny VAE and DiT trained for a few steps on the test world (through the CLI)."""
+    d = tmp_path_factory.mktemp("gen")
+    assert main(["train", "vae", str(world), "--out", str(d / "vae"), "--max-steps", "3", "--batch-size", "4", "--size", "16", "--frames", "5"]) == 0
+    assert main(["train", "denoiser", str(world), "--vae", str(d / "vae"), "--out", str(d / "den"), "--max-steps", "3",
+                 "--batch-size", "4", "--frames", "5", "--checkpoint-every", "2"]) == 0  # fmt: skip
+    return d
+
+
+def test_trained_pipeline_generates_reproducibly(gen_runs, capsys, tmp_path):
+    from vidfm.pipelines import VideoGenerationPipeline
+
+    meta = json.loads((gen_runs / "den" / "best" / "pipeline.json").read_text())
+    assert meta["num_frames"] == 5 and meta["height"] == 16 and meta["prediction"] == "flow"
+    assert json.loads((gen_runs / "vae" / "best" / "config.json").read_text())["scaling_factor"] != 1.0
+    code, out, _ = run(capsys, "generate", "a red circle moves left", "--model", gen_runs / "den", "--out", tmp_path / "a.mp4", "--steps", "2", "--json")
+    assert code == 0
+    res = json.loads(out)["outputs"][0]
+    assert res["frames"] == 5 and (tmp_path / "a.png").exists()
+    pipe = VideoGenerationPipeline.from_pretrained(gen_runs / "den")
+    a = pipe("a red circle moves left", steps=3, seed=7)
+    assert np.array_equal(a, pipe("a red circle moves left", steps=3, seed=7))
+    assert not np.array_equal(a, pipe("a red circle moves left", steps=3, seed=8))
+    assert a.shape == (1, 5, 16, 16, 3) and a.dtype == np.uint8
+
+
+def test_image_and_first_last_frame_and_long_video(gen_runs, capsys, tmp_path):
+    first, last = np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 200, np.uint8)
+    Image.fromarray(first).save(tmp_path / "first.png")
+    Image.fromarray(last).save(tmp_path / "last.png")
+    code, out, err = run(capsys, "generate", "a square", "--model", gen_runs / "den", "--out", tmp_path / "b.gif", "--steps", "2",
+                         "--image", tmp_path / "first.png", "--last", tmp_path / "last.png", "--windows", "3", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["outputs"][0]["frames"] == 5 + 2 * 4  # windows share one frame
+    assert Image.open(tmp_path / "b.gif").n_frames == 13
+
+
+def test_denoiser_training_resumes_from_its_checkpoint(gen_runs, world):
+    history = [json.loads(x) for x in (gen_runs / "den" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["step"] == 3
+    assert (gen_runs / "den" / "latents.pt").exists()  # the latent cache a resumed run reuses
+    assert main(["train", "denoiser", str(world), "--vae", str(gen_runs / "vae"), "--out", str(gen_runs / "den"), "--max-steps", "4",
+                 "--batch-size", "4", "--frames", "5"]) == 0  # fmt: skip
+    history = [json.loads(x) for x in (gen_runs / "den" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "train_loss" in h][-1] == 4 and history[0]["step"] <= 3
+
+
+def test_lora_saves_only_the_adapter_and_changes_the_model(gen_runs, world, tmp_path):
+    from vidfm.pipelines import VideoGenerationPipeline
+
+    assert main(["train", "denoiser", str(world), "--init", str(gen_runs / "den"), "--lora-rank", "4", "--out", str(tmp_path / "lora"),
+                 "--max-steps", "3", "--batch-size", "4", "--lr", "1e-2"]) == 0  # fmt: skip
+    best = tmp_path / "lora" / "best"
+    assert sorted(p.name for p in (best / "lora").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert not (best / "denoiser").exists()
+    base, tuned = VideoGenerationPipeline.from_pretrained(gen_runs / "den"), VideoGenerationPipeline.from_pretrained(tmp_path / "lora")
+    assert not any("lora_" in n for n, _ in tuned.denoiser.named_parameters())  # merged for inference
+    assert not np.array_equal(base("a circle", steps=2), tuned("a circle", steps=2))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--scheduler", "ddim"], "does not fit a model trained with 'flow'"),
+    (["--scheduler", "plms9"], "unknown scheduler"),
+    (["--steps", "0"], "steps must be > 0"),
+    (["--guidance", "-1"], "guidance must be >= 0"),
+    (["--last", "LAST"], "--last needs --image"),
+    (["--image", "BIG"], "is 20x20, this model generates 16x16"),
+    (["--image", "GRAY"], "image mode is L, expected RGB"),
+    (["--image", "MISSING"], "no such image"),
+])  # fmt: skip
+def test_bad_generation_requests_fail_clearly(gen_runs, capsys, tmp_path, args, message):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "big.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "gray.png")
+    files = {"BIG": tmp_path / "big.png", "GRAY": tmp_path / "gray.png", "LAST": tmp_path / "gray.png", "MISSING": tmp_path / "nope.png"}
+    args = [str(files.get(a, a)) for a in args]
+    code, _, err = run(capsys, "generate", "x", "--model", gen_runs / "den", "--out", tmp_path / "o.mp4", *args)
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_missing_models_and_bad_sizes_fail_clearly(world, capsys, tmp_path):
+    code, _, err = run(capsys, "generate", "x", "--model", tmp_path / "nothing", "--out", tmp_path / "o.mp4")
+    assert code == 1 and "not a generation pipeline" in err
+    code, _, err = run(capsys, "train", "vae", world, "--out", tmp_path / "v", "--size", "30")
+    assert code == 1 and "divisible by the VAE's spatial factor" in err
+    code, _, err = run(capsys, "train", "denoiser", world, "--vae", tmp_path / "no-vae", "--out", tmp_path / "d")
+    assert code == 1 and "no such VAE folder" in err
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def test_frechet_distance_is_zero_for_same_features_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 8))
+    assert abs(frechet_distance(a, a)) < 1e-6
+    assert frechet_distance(a, a + 2.0) == pytest.approx(8 * 4.0, rel=1e-6)
+    with pytest.raises(ConfigError):
+        frechet_distance(a, a[:, :4])
+
+
+def test_temporal_metrics_separate_smooth_motion_from_noise():
+    rng = np.random.default_rng(0)
+    still = np.repeat(rng.integers(0, 255, (1, 1, 32, 32, 3), dtype=np.uint8), 6, axis=1)
+    assert flicker(still) == 0.0 and flow_warp_error(still) < 1.0
+    moving = np.zeros((1, 6, 32, 32, 3), np.uint8)
+    for t in range(6):
+        moving[0, t, 10:18, 4 + 2 * t : 12 + 2 * t] = 220
+    noise = rng.integers(0, 255, (1, 6, 32, 32, 3), dtype=np.uint8)
+    assert flow_warp_error(moving) < 0.5 * flicker(moving)  # the flow explains the motion
+    assert flow_warp_error(noise) > 10 * flow_warp_error(moving)
+    psnr, ssim = psnr_ssim_uint8(noise, noise)
+    assert ssim == pytest.approx(1.0) and psnr > 60

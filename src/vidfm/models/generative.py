@@ -17,8 +17,8 @@ from vidfm.models.vae import VAE_PRESETS, VideoVAE
 
 DENOISERS = {"VideoDiT": VideoDiT, "VideoUViT": VideoUViT, "UNetPseudo3D": UNetPseudo3D}
 DENOISER_PRESETS = {
-    "dit-tiny": (VideoDiT, dict(width=192, depth=6, heads=6)),
-    "uvit-tiny": (VideoUViT, dict(width=192, depth=7, heads=6)),
+    "dit-tiny": (VideoDiT, dict(width=192, depth=6, heads=6, patch_size=2)),
+    "uvit-tiny": (VideoUViT, dict(width=192, depth=7, heads=6, patch_size=2)),
     "unet3d-tiny": (UNetPseudo3D, dict(channels=(64, 128), heads=4)),
     # paper-size settings (Latte-B-like DiT; a ModelScope-like UNet width)
     "dit-base": (VideoDiT, dict(width=768, depth=12, heads=12, patch_size=2, latent_channels=16)),

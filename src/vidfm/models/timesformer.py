@@ -16,6 +16,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from vidfm.errors import ConfigError
 from vidfm.models.common import (
+    ConvStem,
     Attention,
     Block,
     DropPath,
@@ -83,7 +84,10 @@ class TimeSformerEncoder(VideoEncoder):
         super().__init__(config)
         c = config
         g = c.image_size // c.patch_size
-        self.patch_embed = nn.Conv2d(c.num_channels, c.hidden_size, c.patch_size, stride=c.patch_size)
+        if getattr(c, "conv_stem", False):
+            self.patch_embed = ConvStem(c.num_channels, c.hidden_size, c.patch_size)
+        else:
+            self.patch_embed = nn.Conv2d(c.num_channels, c.hidden_size, c.patch_size, stride=c.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.hidden_size))
         self.pos_embed = nn.Parameter(torch.zeros(1, g * g + 1, c.hidden_size))
         self.time_embed = nn.Parameter(torch.zeros(1, c.num_frames, c.hidden_size))

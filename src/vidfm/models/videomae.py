@@ -20,6 +20,7 @@ from torch import nn
 
 from vidfm.errors import ConfigError
 from vidfm.models.common import (
+    ConvStem,
     Block,
     EncoderOutput,
     VideoEncoder,
@@ -63,7 +64,10 @@ class VideoMAEEncoder(VideoEncoder):
         super().__init__(config)
         c = config
         p, tub = c.patch_size, c.tubelet_size
-        self.patch_embed = nn.Conv3d(c.num_channels, c.hidden_size, (tub, p, p), stride=(tub, p, p))
+        if getattr(c, "conv_stem", False):
+            self.patch_embed = ConvStem(c.num_channels, c.hidden_size, p, tub)
+        else:
+            self.patch_embed = nn.Conv3d(c.num_channels, c.hidden_size, (tub, p, p), stride=(tub, p, p))
         rates = stochastic_depth_rates(c.drop_path_rate, c.num_hidden_layers)
         self.blocks = nn.ModuleList(
             Block(

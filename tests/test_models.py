@@ -192,3 +192,16 @@ def test_bad_encoder_requests(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ConfigError, match="not a video encoder"):
         load_encoder(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["videomae-tiny", "timesformer-tiny"])
+def test_convolutional_stem_keeps_the_token_grid_and_round_trips(name, tmp_path):
+    torch.manual_seed(0)
+    plain, stem = build_encoder(name).eval(), build_encoder(name, conv_stem=True).eval()
+    video = torch.rand(2, 8, 3, 64, 64)
+    with torch.no_grad():
+        out = stem(video)
+        assert out.tokens.shape == plain(video).tokens.shape
+    stem.save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.allclose(load_encoder(tmp_path).eval()(video).pooled, out.pooled, atol=1e-6)

@@ -58,6 +58,22 @@ def rope_3d(head_dim: int, t: int, h: int, w: int, device=None, theta: float = 1
     return a.cos(), a.sin()
 
 
+def sincos_3d(dim: int, t: int, h: int, w: int, device=None) -> torch.Tensor:
+    """Fixed absolute positions (t*h*w, dim): sine/cosine of t, h and w on three slices of
+    the width. RoPE alone only tells attention relative offsets; a video generator also
+    needs to know which frame is first (the causal VAE's first latent is an image) and
+    where in the frame a token sits."""
+    parts = [2 * (dim // 6), 2 * (dim // 6)]
+    parts = [dim - sum(parts)] + parts
+    grids = torch.meshgrid(torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    out = []
+    for pos, d in zip(grids, parts):
+        freqs = 10000.0 ** (-torch.arange(0, d // 2, device=device, dtype=torch.float32) / max(d // 2, 1))
+        a = pos.reshape(-1, 1).float() * freqs[None]
+        out += [a.sin(), a.cos()] + ([torch.zeros_like(a[:, :1])] if d % 2 else [])
+    return torch.cat(out, dim=1)
+
+
 def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Rotate pairs of channels of ``x (B, heads, N, d)``; tokens beyond the table (text,
     time tokens placed first) are not rotated."""

@@ -17,7 +17,7 @@ from torch import nn
 
 from vidfm.errors import ConfigError
 from vidfm.models.diffusion_blocks import (
-    ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, modulate, rope_3d,
+    ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, modulate, rope_3d, sincos_3d,
 )  # fmt: skip
 
 
@@ -96,7 +96,7 @@ class VideoDiT(ModelMixin, ConfigMixin):
             raise ConfigError(f"latents {T}x{H}x{W} are not divisible by the patch size {pt}x{p}x{p}")
         x = self.patch_embed(frame_conditioned_input(sample, cond, cfg.frame_conditioning))
         grid = x.shape[2:]
-        x = rearrange(x, "b d t h w -> b (t h w) d")
+        x = rearrange(x, "b d t h w -> b (t h w) d") + sincos_3d(cfg.width, *grid, x.device).to(x.dtype)
         c, text_tokens = self.cond(timestep.expand(b) if timestep.ndim == 0 else timestep, text, text_mask)
         head_dim = cfg.width // cfg.heads
         t, h, w = grid

@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
-from vidfm.models.diffusion_blocks import ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, frame_conditioned_input, frame_mask, rope_3d
+from vidfm.models.diffusion_blocks import ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, frame_conditioned_input, frame_mask, rope_3d, sincos_3d
 
 
 class UViTBlock(nn.Module):
@@ -78,7 +78,7 @@ class VideoUViT(ModelMixin, ConfigMixin):
             raise ConfigError(f"latents {H}x{W} are not divisible by the patch size {p}")
         x = self.patch_embed(frame_conditioned_input(sample, cond, cfg.frame_conditioning))
         t, h, w = x.shape[2:]
-        patches = rearrange(x, "b d t h w -> b (t h w) d")
+        patches = rearrange(x, "b d t h w -> b (t h w) d") + sincos_3d(cfg.width, t, h, w, x.device).to(x.dtype)
         c, text_tokens = self.cond(timestep.expand(b) if timestep.ndim == 0 else timestep, text, text_mask)
         x = torch.cat([c[:, None], text_tokens, patches], dim=1)
         n_cond = 1 + text_tokens.shape[1]

@@ -18,6 +18,7 @@ def register_train(tsub) -> None:
     v.add_argument("--frames", type=int, default=9, help="frames per clip: 1 + a multiple of the temporal factor (default 9)")
     v.add_argument("--size", type=int, default=32, help="square frame size (default 32)")
     v.add_argument("--kl-weight", type=float, default=1e-4)
+    v.add_argument("--latent-channels", type=int, help="latent channels (default: the preset's, 4 for vae-tiny)")
     add_train_options(v, lr=5e-4, epochs=20)
     v.add_argument("--json", action="store_true")
     v.set_defaults(run=run_train_vae)
@@ -81,7 +82,7 @@ def run_train_vae(args) -> int:
     from vidfm.tasks.generate import train_vae
 
     summary = train_vae(args.data, args.out, preset=args.preset, init=args.init, num_frames=args.frames, size=args.size,
-                        kl_weight=args.kl_weight, config=train_config_from(args), resume=not args.fresh)  # fmt: skip
+                        kl_weight=args.kl_weight, latent_channels=args.latent_channels, config=train_config_from(args), resume=not args.fresh)  # fmt: skip
     return _report(args, summary, "PSNR")
 
 

@@ -78,13 +78,18 @@ def flow_warp_error(videos: np.ndarray) -> float:
     return float(np.mean(errors)) if errors else 0.0
 
 
+PSNR_CAP = 100.0  # dB for a frame reproduced exactly, so one identical frame does not make the mean infinite
+
+
 def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
-    """Mean PSNR (dB) / SSIM over all frames of (B, 3, T, H, W) clips in [-1, 1]."""
+    """Mean per-frame PSNR (dB, capped at ``PSNR_CAP``) / SSIM over all frames of
+    (B, 3, T, H, W) clips in [-1, 1]."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     a = real.add(1).div(2).clamp(0, 1).transpose(1, 2).flatten(0, 1)
     b = fake.add(1).div(2).clamp(0, 1).transpose(1, 2).flatten(0, 1)
-    return float(peak_signal_noise_ratio(b, a, data_range=1.0, dim=(1, 2, 3))), float(structural_similarity_index_measure(b, a, data_range=1.0))
+    psnr = peak_signal_noise_ratio(b, a, data_range=1.0, dim=(1, 2, 3), reduction="none").clamp(max=PSNR_CAP)
+    return float(psnr.mean()), float(structural_similarity_index_measure(b, a, data_range=1.0))
 
 
 def psnr_ssim_uint8(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:

@@ -105,14 +105,19 @@ def _train_val(data, val_fraction: float, seed: int) -> tuple[list[dict], list[d
 
 
 # -- VAE ---------------------------------------------------------------------------------------
-def train_vae(data, out, *, preset: str = "vae-tiny", init: str | None = None, num_frames: int = 9, size: int = 32, kl_weight: float = 1e-4, config: TrainConfig | None = None, resume: bool = True) -> dict:
+def train_vae(
+    data, out, *, preset: str = "vae-tiny", init: str | None = None, num_frames: int = 9, size: int = 32, kl_weight: float = 1e-4,
+    latent_channels: int | None = None, config: TrainConfig | None = None, resume: bool = True,
+) -> dict:
     """Train a causal video VAE (L1 reconstruction + KL); ``best/`` is a diffusers-style
-    folder with ``scaling_factor`` set to 1 / std of its latents."""
+    folder with ``scaling_factor`` set to 1 / std of its latents. Validation reports PSNR,
+    SSIM and ``motion_kept``: how much of the input's frame-to-frame change survives
+    reconstruction (small moving objects are the first thing a weak VAE blurs away)."""
     from vidfm.models.generative import build_vae, load_vae
 
     config = config or TrainConfig(output_dir=str(out))
     config.output_dir, config.metric, config.metric_mode = str(out), "psnr", "max"
-    model = load_vae(model_folder(init)).train() if init else build_vae(preset)
+    model = load_vae(model_folder(init)).train() if init else build_vae(preset, **({"latent_channels": latent_channels} if latent_channels else {}))
     model.check_size(num_frames, size, size)
     train_recs, val_recs = _train_val(data, 0.1, config.seed)
     train, val = ClipDataset(train_recs, num_frames, size), ClipDataset(val_recs or train_recs[:8], num_frames, size)
@@ -130,11 +135,13 @@ def train_vae(data, out, *, preset: str = "vae-tiny", init: str | None = None, n
         for batch in loader:
             posterior = m.encode(batch["video"])
             z = posterior.mode()
-            scores.append(psnr_ssim(batch["video"], m.decode(z)))
+            recon = m.decode(z)
+            scores.append((*psnr_ssim(batch["video"], recon), float(recon.diff(dim=2).abs().mean() / batch["video"].diff(dim=2).abs().mean().clamp(min=1e-6))))
             latents.append(z)
-        psnr, ssim = np.mean(scores, axis=0)
+        psnr, ssim, motion = np.mean(scores, axis=0)
         m.register_to_config(scaling_factor=float(1.0 / torch.cat(latents).std().clamp(min=1e-6)))
-        return {"psnr": float(psnr), "ssim": float(ssim)}
+        # motion kept: mean |frame difference| of the reconstruction over that of the input (1 = all of it)
+        return {"psnr": float(psnr), "ssim": float(ssim), "motion_kept": float(motion)}
 
     def save_fn(m, path):
         atomic_save_dir(Path(path), lambda d: (m.save_pretrained(d), (d / "vae.json").write_text(json.dumps(config.extra, indent=2))))

@@ -300,3 +300,18 @@ def test_temporal_metrics_separate_smooth_motion_from_noise():
     assert flow_warp_error(noise) > 10 * flow_warp_error(moving)
     psnr, ssim = psnr_ssim_uint8(noise, noise)
     assert ssim == pytest.approx(1.0) and psnr > 60
+
+
+@pytest.mark.parametrize("name", ["dit-tiny", "uvit-tiny", "unet3d-tiny"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    from vidfm.training.trainer import enable_gradient_checkpointing
+
+    x, t, text, mask = _inputs()
+    grads = []
+    for checkpointing in (False, True):
+        m = _perturb_output(tiny_denoiser(name)).train()
+        if checkpointing:
+            enable_gradient_checkpointing(m)
+        m(x, t, text, mask).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)

@@ -151,7 +151,33 @@ def grounding_from_sta(path, video_dir, suffix: str = ".mp4") -> list[dict]:
     return out
 
 
-class VideoDataset(Dataset):
+class SkipsUnreadable(Dataset):
+    """Base for datasets of video records: ``__getitem__`` calls ``self.load(i)`` and, when
+    the video cannot be decoded, warns once per file, counts it in ``skipped`` and serves
+    the next record (``on_error="skip"``), or raises (``"raise"``)."""
+
+    records: list[dict]
+    on_error: str = "skip"
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict:
+        skipped = self.__dict__.setdefault("skipped", set())
+        for attempt in range(len(self.records)):
+            j = (i + attempt) % len(self.records)
+            try:
+                return self.load(j)
+            except VideoDecodeError as e:
+                if self.on_error == "raise":
+                    raise
+                if e.path not in skipped:
+                    skipped.add(e.path)
+                    warnings.warn(f"skipping unreadable video: {e}", stacklevel=2)
+        raise DatasetError(f"no video in this dataset could be decoded ({len(skipped)} failed)")
+
+
+class VideoDataset(SkipsUnreadable):
     """Clips from a list of records.
 
     Args:
@@ -198,9 +224,6 @@ class VideoDataset(Dataset):
         self.epoch = 0
         self.skipped: set[str] = set()
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -231,19 +254,6 @@ class VideoDataset(Dataset):
             item["caption"] = caps[int(torch.randint(0, len(caps), (), generator=g))] if self.train else caps[0]
         item.update(video=clip, frame_indices=torch.as_tensor(idx), index=i, path=rec["path"])
         return item
-
-    def __getitem__(self, i: int) -> dict:
-        for attempt in range(len(self.records)):
-            j = (i + attempt) % len(self.records)
-            try:
-                return self.load(j)
-            except VideoDecodeError as e:
-                if self.on_error == "raise":
-                    raise
-                if e.path not in self.skipped:
-                    self.skipped.add(e.path)
-                    warnings.warn(f"skipping unreadable video: {e}", stacklevel=2)
-        raise DatasetError(f"no video in this dataset could be decoded ({len(self.skipped)} failed)")
 
 
 class SyntheticWorld:

@@ -125,10 +125,24 @@ class Conditioning(nn.Module):
         self.pooled_proj = nn.Sequential(nn.Linear(text_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, timestep, text, text_mask):
+        timestep = timestep.expand(text.shape[0]) if timestep.ndim == 0 else timestep
         t = self.time_embed(self.time_proj(timestep.flatten().float()).to(text.dtype))
         m = text_mask.to(text.dtype).unsqueeze(-1)
         pooled = (text * m).sum(1) / m.sum(1).clamp(min=1)
         return t + self.pooled_proj(pooled), self.text_proj(text)
+
+
+def input_channels(latent_channels: int, frame_conditioning: bool) -> int:
+    """Noisy latents, plus given-frame latents and their mask when frame-conditioned."""
+    return 2 * latent_channels + 1 if frame_conditioning else latent_channels
+
+
+def run_block(owner: nn.Module, block, *args):
+    """``block(*args)``, recomputing activations in backward when ``owner`` has gradient
+    checkpointing on (diffusers' ``enable_gradient_checkpointing`` sets the flag)."""
+    if owner.gradient_checkpointing and owner.training and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 def cross_mask(text_mask: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ frame, then temporal-only attention across frames at each position, as in Latte)
 
 from __future__ import annotations
 
-import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
@@ -17,7 +16,7 @@ from torch import nn
 
 from vidfm.errors import ConfigError
 from vidfm.models.diffusion_blocks import (
-    ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, modulate, rope_3d, sincos_3d,
+    ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, input_channels, modulate, rope_3d, run_block, sincos_3d,
 )  # fmt: skip
 
 
@@ -74,9 +73,8 @@ class VideoDiT(ModelMixin, ConfigMixin):
         super().__init__()
         if attention not in ATTENTION_MODES:
             raise ConfigError(f"unknown attention mode {attention!r}; choose one of {', '.join(ATTENTION_MODES)}")
-        cin = 2 * latent_channels + 1 if frame_conditioning else latent_channels
         p, pt = patch_size, patch_size_t
-        self.patch_embed = nn.Conv3d(cin, width, (pt, p, p), stride=(pt, p, p))
+        self.patch_embed = nn.Conv3d(input_channels(latent_channels, frame_conditioning), width, (pt, p, p), stride=(pt, p, p))
         self.cond = Conditioning(width, text_dim)
         self.blocks = nn.ModuleList([DiTBlock(width, heads, attention == "divided", mlp_ratio) for _ in range(depth)])
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
@@ -97,18 +95,14 @@ class VideoDiT(ModelMixin, ConfigMixin):
         x = self.patch_embed(frame_conditioned_input(sample, cond, cfg.frame_conditioning))
         grid = x.shape[2:]
         x = rearrange(x, "b d t h w -> b (t h w) d") + sincos_3d(cfg.width, *grid, x.device).to(x.dtype)
-        c, text_tokens = self.cond(timestep.expand(b) if timestep.ndim == 0 else timestep, text, text_mask)
+        c, text_tokens = self.cond(timestep, text, text_mask)
         head_dim = cfg.width // cfg.heads
         t, h, w = grid
         rope = rope_3d(head_dim, t, h, w, x.device)
         rope_s, rope_t = rope_3d(head_dim, 1, h, w, x.device), rope_3d(head_dim, t, 1, 1, x.device)
         mask = frame_mask(cfg.attention, t, h * w, x.device) if cfg.attention != "divided" else None
         for block in self.blocks:
-            args = (x, c, text_tokens, text_mask, grid, mask, rope, rope_s, rope_t)
-            if self.gradient_checkpointing and self.training:
-                x = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
-            else:
-                x = block(*args)
+            x = run_block(self, block, x, c, text_tokens, text_mask, grid, mask, rope, rope_s, rope_t)
         shift, scale = self.ada_out(c).chunk(2, dim=1)
         x = self.proj_out(modulate(self.norm_out(x), shift, scale))
         return rearrange(x, "b (t h w) (pt p1 p2 c) -> b c (t pt) (h p1) (w p2)", t=t, h=h, w=w, pt=pt, p1=p, p2=p)

@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
-from vidfm.models.diffusion_blocks import Attention, Conditioning, check_sample, frame_conditioned_input, rope_3d
+from vidfm.models.diffusion_blocks import Attention, Conditioning, check_sample, frame_conditioned_input, input_channels, rope_3d, run_block
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -89,12 +89,11 @@ class UNetPseudo3D(ModelMixin, ConfigMixin):
         super().__init__()
         if attention not in ("full", "causal"):
             raise ConfigError(f"the pseudo-3D UNet's temporal attention is 'full' or 'causal', got {attention!r}")
-        cin = 2 * latent_channels + 1 if frame_conditioning else latent_channels
         temb = 4 * channels[0]
         self.cond = Conditioning(temb, text_dim)
         self.text_to_levels = nn.ModuleList([nn.Linear(temb, c) for c in channels])
         causal = attention == "causal"
-        self.conv_in = nn.Conv2d(cin, channels[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(input_channels(latent_channels, frame_conditioning), channels[0], 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c = channels[0]
         for i, co in enumerate(channels):
@@ -119,22 +118,22 @@ class UNetPseudo3D(ModelMixin, ConfigMixin):
         b, _, T, H, W = sample.shape
         if H % 2 ** (len(cfg.channels) - 1) or W % 2 ** (len(cfg.channels) - 1):
             raise ConfigError(f"latents {H}x{W} must be divisible by {2 ** (len(cfg.channels) - 1)} for this UNet")
-        temb, text_tokens = self.cond(timestep.expand(b) if timestep.ndim == 0 else timestep, text, text_mask)
+        temb, text_tokens = self.cond(timestep, text, text_mask)
         per_frame = [proj(text_tokens).repeat_interleave(T, 0) for proj in self.text_to_levels]
         mask = text_mask.bool().repeat_interleave(T, 0)
         x = rearrange(frame_conditioned_input(sample, cond, cfg.frame_conditioning), "b c t h w -> (b t) c h w")
         x = self.conv_in(x)
         skips = []
         for i, ((res, attn), down) in enumerate(zip(self.down, self.downsample)):
-            x = attn(res(x, temb, T), per_frame[i], mask, T)
+            x = run_block(self, attn, run_block(self, res, x, temb, T), per_frame[i], mask, T)
             skips.append(x)
             x = down(x)
         res1, attn, res2 = self.mid
-        x = res2(attn(res1(x, temb, T), per_frame[-1], mask, T), temb, T)
+        x = run_block(self, res2, run_block(self, attn, run_block(self, res1, x, temb, T), per_frame[-1], mask, T), temb, T)
         n = len(cfg.channels)
         for j, ((res, attn), up) in enumerate(zip(self.up, self.upsample)):
             level = n - 1 - j
-            x = attn(res(torch.cat([x, skips.pop()], dim=1), temb, T), per_frame[level], mask, T)
+            x = run_block(self, attn, run_block(self, res, torch.cat([x, skips.pop()], dim=1), temb, T), per_frame[level], mask, T)
             if level > 0:
                 x = up(F.interpolate(x, scale_factor=2, mode="nearest"))
         x = self.conv_out(F.silu(self.norm_out(x)))

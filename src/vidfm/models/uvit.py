@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
-from vidfm.models.diffusion_blocks import ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, frame_conditioned_input, frame_mask, rope_3d, sincos_3d
+from vidfm.models.diffusion_blocks import ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, frame_conditioned_input, frame_mask, input_channels, rope_3d, run_block, sincos_3d
 
 
 class UViTBlock(nn.Module):
@@ -51,9 +51,8 @@ class VideoUViT(ModelMixin, ConfigMixin):
             raise ConfigError(f"U-ViT supports attention full, causal or sparse_causal, got {attention!r} (of {', '.join(ATTENTION_MODES)})")
         if depth < 3 or depth % 2 == 0:
             raise ConfigError(f"U-ViT depth must be odd and >= 3 (in-blocks, a middle block, out-blocks), got {depth}")
-        cin = 2 * latent_channels + 1 if frame_conditioning else latent_channels
         p = patch_size
-        self.patch_embed = nn.Conv3d(cin, width, (1, p, p), stride=(1, p, p))
+        self.patch_embed = nn.Conv3d(input_channels(latent_channels, frame_conditioning), width, (1, p, p), stride=(1, p, p))
         self.cond = Conditioning(width, text_dim)
         half = depth // 2
         self.in_blocks = nn.ModuleList([UViTBlock(width, heads, False, mlp_ratio) for _ in range(half)])
@@ -63,11 +62,6 @@ class VideoUViT(ModelMixin, ConfigMixin):
         self.proj_out = nn.Linear(width, p * p * latent_channels)
         self.conv_out = nn.Conv3d(latent_channels, latent_channels, (1, 3, 3), padding=(0, 1, 1))
         self.gradient_checkpointing = False
-
-    def _run(self, block, *args):
-        if self.gradient_checkpointing and self.training:
-            return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
 
     def forward(self, sample, timestep, text, text_mask, cond=None):
         cfg = self.config
@@ -79,7 +73,7 @@ class VideoUViT(ModelMixin, ConfigMixin):
         x = self.patch_embed(frame_conditioned_input(sample, cond, cfg.frame_conditioning))
         t, h, w = x.shape[2:]
         patches = rearrange(x, "b d t h w -> b (t h w) d") + sincos_3d(cfg.width, t, h, w, x.device).to(x.dtype)
-        c, text_tokens = self.cond(timestep.expand(b) if timestep.ndim == 0 else timestep, text, text_mask)
+        c, text_tokens = self.cond(timestep, text, text_mask)
         x = torch.cat([c[:, None], text_tokens, patches], dim=1)
         n_cond = 1 + text_tokens.shape[1]
         # keys: padding text tokens are hidden; patch-to-patch follows the attention mode;
@@ -95,11 +89,11 @@ class VideoUViT(ModelMixin, ConfigMixin):
         rope = rope_3d(cfg.width // cfg.heads, t, h, w, x.device)
         skips = []
         for block in self.in_blocks:
-            x = self._run(block, x, mask, rope)
+            x = run_block(self, block, x, mask, rope)
             skips.append(x)
-        x = self._run(self.mid_block, x, mask, rope)
+        x = run_block(self, self.mid_block, x, mask, rope)
         for block in self.out_blocks:
-            x = self._run(block, x, mask, rope, skips.pop())
+            x = run_block(self, block, x, mask, rope, skips.pop())
         x = self.proj_out(self.norm_out(x[:, n_cond:]))
         x = rearrange(x, "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=t, h=h, w=w, p1=p, p2=p)
         return self.conv_out(x)

@@ -25,6 +25,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from vidfm.errors import ConfigError
+from vidfm.models.diffusion_blocks import run_block
 
 
 class CausalConv3d(nn.Module):
@@ -127,10 +128,7 @@ class _Coder(nn.Module):
             x = self.mid(x)
         for level in self.levels:
             for block in level.blocks:
-                if self.gradient_checkpointing and self.training:
-                    x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x)
+                x = run_block(self, block, x)
             x = level.resample(x)
         if self.down:
             x = self.mid(x)

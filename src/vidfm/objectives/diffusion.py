@@ -59,15 +59,16 @@ def null_text(batch: int, dim: int, device=None, dtype=None) -> tuple[torch.Tens
     return torch.zeros(batch, 1, dim, device=device, dtype=dtype), torch.ones(batch, 1, dtype=torch.bool, device=device)
 
 
-def frame_condition(latents: torch.Tensor, first: torch.Tensor | None, last: torch.Tensor | None) -> torch.Tensor:
+def frame_condition(latents: torch.Tensor, first: torch.Tensor | None, last: torch.Tensor | None, first_given=1.0, last_given=1.0) -> torch.Tensor:
     """``(B, C+1, T, h, w)``: given latent frames in their slots and a mask channel.
-    ``first``/``last``: ``(B, C, 1, h, w)`` image latents or None."""
+    ``first``/``last``: ``(B, C, 1, h, w)`` image latents or None; ``*_given``: 1, or a
+    (B,) 0/1 tensor saying per sample whether that frame is given (training)."""
     b, c, t, h, w = latents.shape
     cond = latents.new_zeros(b, c + 1, t, h, w)
-    if first is not None:
-        cond[:, :c, :1], cond[:, c, 0] = first, 1.0
-    if last is not None:
-        cond[:, :c, -1:], cond[:, c, -1] = last, 1.0
+    for given, frame, slot in ((last_given, last, -1), (first_given, first, 0)):
+        if frame is not None:
+            g = torch.as_tensor(given, dtype=latents.dtype, device=latents.device).expand(b)
+            cond[:, :c, slot], cond[:, c, slot] = frame[:, :, 0] * g.view(-1, 1, 1, 1), g.view(-1, 1, 1)
     return cond
 
 
@@ -116,10 +117,7 @@ class DiffusionObjective:
         r = torch.rand(b, generator=g).to(x0.device)
         gf = (r < self.first_frame_prob + self.first_last_prob).to(x0.dtype)
         gl = (r < self.first_last_prob).to(x0.dtype)
-        c = x0.shape[1]
-        cond = x0.new_zeros(b, c + 1, *x0.shape[2:])
-        cond[:, :c, -1:], cond[:, c, -1] = batch["last"] * gl.view(-1, 1, 1, 1, 1), gl.view(-1, 1, 1)
-        cond[:, :c, :1], cond[:, c, 0] = x0[:, :, :1] * gf.view(-1, 1, 1, 1, 1), gf.view(-1, 1, 1)
+        cond = frame_condition(x0, x0[:, :, :1], batch["last"], gf, gl)
         return text, mask, cond
 
     def __call__(self, model, batch: dict, g: torch.Generator | None = None):

@@ -141,8 +141,6 @@ class VideoGenerationPipeline:
             first = self.encode_image(image).to(self.dtype).expand(b, -1, -1, -1, -1)
             last = self.encode_image(last_image).to(self.dtype).expand(b, -1, -1, -1, -1) if last_image is not None else None
             cond = frame_condition(latents, first, last)
-        if self.denoiser.config.frame_conditioning and cond is None:
-            cond = frame_condition(latents, None, None)
         guided = guidance != 1.0
         if guided:
             nt, nm = null_text(b, text.shape[-1], self.device, self.dtype)

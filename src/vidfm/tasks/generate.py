@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vidfm.data.datasets import captions_from_jsonl, find_videos, split_off_validation
+from vidfm.data.datasets import SkipsUnreadable, captions_from_jsonl, find_videos, split_off_validation
 from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
 from vidfm.io import VideoReader
 from vidfm.metrics.generation import psnr_ssim
@@ -64,7 +64,7 @@ def clip_indices(n: int, num_frames: int, start: int | None, end: int | None) ->
     return np.linspace(lo, hi, num_frames).round().astype(int)
 
 
-class ClipDataset(Dataset):
+class ClipDataset(SkipsUnreadable):
     """Items ``{video (3, T, H, W) in [-1, 1], index}``; unreadable videos are skipped (warned
     once, counted) like everywhere else in vidfm."""
 
@@ -74,27 +74,11 @@ class ClipDataset(Dataset):
         self.records, self.num_frames, self.size = records, num_frames, size
         self.skipped: set[str] = set()
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def load(self, i: int) -> torch.Tensor:
+    def load(self, i: int) -> dict:
         rec = self.records[i]
         with VideoReader(rec["path"], size=(self.size, self.size)) as r:
             frames = r.get_frames(clip_indices(len(r), self.num_frames, rec.get("start"), rec.get("end")))
-        return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
-
-    def __getitem__(self, i: int) -> dict:
-        for attempt in range(len(self.records)):
-            j = (i + attempt) % len(self.records)
-            try:
-                return {"video": self.load(j), "index": j}
-            except VideoDecodeError as e:
-                if e.path not in self.skipped:
-                    self.skipped.add(e.path)
-                    import warnings
-
-                    warnings.warn(f"skipping unreadable video: {e}", stacklevel=2)
-        raise DatasetError(f"no video in this dataset could be decoded ({len(self.skipped)} failed)")
+        return {"video": torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0), "index": i}
 
 
 def _train_val(data, val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -169,7 +153,7 @@ def encode_records(vae, text_encoder, records: list[dict], num_frames: int, size
         items = []
         for i in range(s, min(s + batch_size, len(records))):
             try:
-                items.append({"video": ds.load(i), "index": i})
+                items.append(ds.load(i))  # no substitute for a failed clip: the cache keeps record order
             except VideoDecodeError as e:
                 import warnings
 

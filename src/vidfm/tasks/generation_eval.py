@@ -49,7 +49,7 @@ def real_clips(records: list[dict], num_frames: int, size: int) -> np.ndarray:
     from vidfm.tasks.generate import ClipDataset
 
     ds = ClipDataset(records, num_frames, size)
-    return np.stack([((ds.load(i) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy() for i in range(len(records))])
+    return np.stack([((ds.load(i)["video"] + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy() for i in range(len(records))])
 
 
 class SemanticJudge:

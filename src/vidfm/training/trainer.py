@@ -309,18 +309,19 @@ class Trainer:
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """Switch on activation checkpointing in the outermost transformers models inside
-    ``model`` (the encoder of a classifier, say)."""
+    """Switch on activation checkpointing in the outermost transformers or diffusers models
+    inside ``model`` (the encoder of a classifier, a video denoiser)."""
+    from diffusers.models.modeling_utils import ModelMixin
     from transformers import PreTrainedModel
 
     found = []
     for m in model.modules():
-        if isinstance(m, PreTrainedModel) and not any(m is not f and any(m is x for x in f.modules()) for f in found):
+        if isinstance(m, (PreTrainedModel, ModelMixin)) and not any(m is not f and any(m is x for x in f.modules()) for f in found):
             found.append(m)
     if not found:
         raise ConfigError(f"{type(model).__name__} has no layers that support gradient checkpointing")
     for m in found:
-        (getattr(m, "activation_checkpointing_enable", None) or m.gradient_checkpointing_enable)()
+        (getattr(m, "activation_checkpointing_enable", None) or getattr(m, "gradient_checkpointing_enable", None) or m.enable_gradient_checkpointing)()
 
 
 def atomic_save_dir(final: Path, write: Callable[[Path], object]) -> None:

@@ -1,7 +1,7 @@
 """Video generation on the synthetic world, at CPU scale (9 frames, 32x32).
 
 Models (trained by the exact CLI commands in benchmarks/RESULTS.md, or by ``--train``):
-  VAE       vae-tiny on world_600 (x4 space, x2 time: 9x32x32 -> 5x8x8x4)
+  VAE       vae-tiny on world_gen's train split (x4 space, x2 time: 9x32x32 -> 5x8x8x4)
   flow      dit-tiny, flow matching + temporal-consistency loss, on world_gen (2400 videos, seed 1)
   epsilon   dit-tiny, epsilon prediction, same data, 100 steps: only to time DDPM/DDIM
   lora      LoRA (rank 8) of the flow model on 40 clips restyled with a warm sepia grade
@@ -41,7 +41,8 @@ JUDGE_CLASSIFIER = DATA / "runs" / "families" / "r2plus1d-tiny"
 JUDGE_RETRIEVAL = DATA / "runs" / "pretrain" / "contrastive"
 
 TRAIN = {
-    "vae": [VIDFM, "train", "vae", str(DATA / "world_600"), "--out", str(RUNS / "vae"), "--max-steps", "700", "--epochs", "100", "--batch-size", "16", "--lr", "5e-4", "--checkpoint-every", "100"],
+    "vae": [VIDFM, "train", "vae", str(DATA / "world_gen"), "--out", str(RUNS / "vae"), "--max-steps", "1600", "--epochs", "100", "--batch-size", "16", "--lr", "1e-3",
+            "--warmup", "0.05", "--checkpoint-every", "200"],
     "flow": [VIDFM, "train", "denoiser", str(DATA / "world_gen"), "--vae", str(RUNS / "vae"), "--out", str(RUNS / "flow"), "--denoiser", "dit-tiny",
              "--prediction", "flow", "--max-steps", "2500", "--epochs", "1000", "--batch-size", "32", "--lr", "5e-4", "--ema", "0.99",
              "--temporal-weight", "0.5", "--checkpoint-every", "250"],

@@ -33,8 +33,10 @@ def tiny_denoiser(name, **kw):
 
 
 # -- VAE ---------------------------------------------------------------------------------------
-def test_vae_is_causal_and_compresses():
-    vae = tiny_vae()
+@pytest.mark.parametrize("geometry", [{}, {"patch_size": 2, "spatial_down": (True, False)}], ids=["convs", "patchified"])
+def test_vae_is_causal_and_compresses(geometry):
+    vae = tiny_vae(**geometry)
+    assert vae.spatial_factor == 4
     x = torch.rand(2, 3, 9, 32, 32) * 2 - 1
     with torch.no_grad():
         z = vae.encode(x).mode()
@@ -44,8 +46,22 @@ def test_vae_is_causal_and_compresses():
         assert vae.decode(z).shape == x.shape
 
 
-def test_vae_decodes_long_videos_in_time_chunks_exactly_and_in_tiles_closely():
+def test_a_new_vae_starts_as_a_per_frame_autoencoder():
+    """Past-frame weights start at zero: at initialisation no frame borrows from an earlier
+    one, so training does not start out blending a moving object across frames."""
     vae = tiny_vae()
+    x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    y = x.clone()
+    y[:, :, 0] = -x[:, :, 0]  # change only the first frame
+    with torch.no_grad():
+        a, b = vae.decode(vae.encode(x).mode()), vae.decode(vae.encode(y).mode())
+    assert not torch.allclose(a[:, :, 0], b[:, :, 0])
+    assert torch.allclose(a[:, :, 1:], b[:, :, 1:], atol=1e-6)
+
+
+@pytest.mark.parametrize("geometry", [{}, {"patch_size": 2, "spatial_down": (True, False)}], ids=["convs", "patchified"])
+def test_vae_decodes_long_videos_in_time_chunks_exactly_and_in_tiles_closely(geometry):
+    vae = tiny_vae(**geometry)
     with torch.no_grad():
         z = torch.randn(1, 4, 40, 8, 8)
         assert torch.allclose(vae.decode(z, tile_frames=6), vae.decode(z), atol=1e-5)

@@ -285,6 +285,17 @@ def test_bad_generation_requests_fail_clearly(gen_runs, capsys, tmp_path, args, 
     assert code == 1 and message in err and "Traceback" not in err
 
 
+def test_a_captions_file_resolves_video_paths_next_to_it(world, tmp_path):
+    from vidfm.tasks.generate import generation_records
+
+    (tmp_path / "clips").mkdir()
+    video = sorted((world / "videos").glob("*.mp4"))[0]
+    (tmp_path / "clips" / "a.mp4").write_bytes(video.read_bytes())
+    (tmp_path / "style.jsonl").write_text(json.dumps({"path": "clips/a.mp4", "captions": ["a red circle"]}) + "\n")
+    (rec,) = generation_records(tmp_path / "style.jsonl")
+    assert rec["path"] == str(tmp_path / "clips" / "a.mp4") and rec["captions"] == ["a red circle"]
+
+
 def test_missing_models_and_bad_sizes_fail_clearly(world, capsys, tmp_path):
     code, _, err = run(capsys, "generate", "x", "--model", tmp_path / "nothing", "--out", tmp_path / "o.mp4")
     assert code == 1 and "not a generation pipeline" in err

@@ -50,7 +50,7 @@ def generation_records(data, split: str = "train") -> list[dict]:
             out.append({"path": m["path"], "captions": captions[m["video_id"]], "start": main["start"], "end": main["end"], "video_id": m["video_id"]})
         return out
     if data.suffix == ".jsonl":
-        return [{**r, "start": None, "end": None} for r in captions_from_jsonl(data)]
+        return [{**r, "start": None, "end": None} for r in captions_from_jsonl(data, data.parent)]  # paths relative to the file
     if data.is_dir():
         videos = find_videos(data)
         if not videos:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
@@ -186,17 +187,11 @@ class VideoVAE(ModelMixin, ConfigMixin):
         """Fold p x p pixel patches into channels (LTX-Video style): the full-resolution
         convolutions, most of a small VAE's cost, then run at 1/p of the size."""
         p = self.config.patch_size
-        if p == 1:
-            return video
-        b, c, t, h, w = video.shape
-        return F.pixel_unshuffle(video.transpose(1, 2).reshape(b * t, c, h, w), p).reshape(b, t, c * p * p, h // p, w // p).transpose(1, 2)
+        return rearrange(video, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p)
 
     def _unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         p = self.config.patch_size
-        if p == 1:
-            return x
-        b, c, t, h, w = x.shape
-        return F.pixel_shuffle(x.transpose(1, 2).reshape(b * t, c, h, w), p).reshape(b, t, c // (p * p), h * p, w * p).transpose(1, 2)
+        return rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
 
     def _decode_whole(self, z: torch.Tensor) -> torch.Tensor:
         return self._unpatchify(self.decoder(z))

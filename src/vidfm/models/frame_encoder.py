@@ -61,6 +61,7 @@ def _vision_config(d: dict):
 
 class FrameEncoder(VideoEncoder):
     config_class = FrameEncoderConfig
+    xavier_init = True
 
     def __init__(self, config: FrameEncoderConfig, image_tower: nn.Module | None = None):
         super().__init__(config)

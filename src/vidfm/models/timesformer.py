@@ -79,6 +79,7 @@ class DividedBlock(GradientCheckpointingLayer):
 
 class TimeSformerEncoder(VideoEncoder):
     config_class = TimeSformerConfig
+    xavier_init = True
 
     def __init__(self, config: TimeSformerConfig):
         super().__init__(config)

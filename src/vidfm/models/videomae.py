@@ -59,6 +59,7 @@ class VideoMAEConfig(ViTEncoderConfig):
 
 class VideoMAEEncoder(VideoEncoder):
     config_class = VideoMAEConfig
+    xavier_init = True
 
     def __init__(self, config: VideoMAEConfig):
         super().__init__(config)

@@ -178,3 +178,16 @@ def test_a_trained_run_folder_provides_its_encoder(tmp_path):
     encoder = load_encoder(tmp_path / "run").eval()  # the run folder, not only .../best
     with torch.no_grad():
         assert torch.allclose(encoder(VIDEO).pooled, model.encoder(VIDEO).pooled, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lora", "adapter", "freeze"])
+def test_partial_adaptation_of_a_batchnorm_encoder_leaves_the_base_statistics_alone(tmp_path, method):
+    """The saved adapter holds only trained weights, so frozen BatchNorm running statistics
+    must not drift during training, or the loaded adapter would not reproduce the model."""
+    model = apply_adaptation(classifier("r2plus1d-tiny"), method)
+    train_step(model)
+    save_adaptation(model, tmp_path)
+    fresh = load_adaptation(classifier("r2plus1d-tiny"), tmp_path)
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.allclose(fresh(VIDEO), model(VIDEO), atol=1e-5)

@@ -43,8 +43,9 @@ def test_resume_after_a_real_kill_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_gradient_accumulation_equals_a_bigger_batch(tmp_path):
-    a = make_trainer(tmp_path / "a", max_steps=2, batch_size=8, grad_accum=1)
-    b = make_trainer(tmp_path / "b", max_steps=2, batch_size=4, grad_accum=2)
+    no_batchnorm = {"conv_stem": False}  # BatchNorm statistics depend on the micro-batch
+    a = make_trainer(tmp_path / "a", max_steps=2, batch_size=8, grad_accum=1, encoder_options=no_batchnorm)
+    b = make_trainer(tmp_path / "b", max_steps=2, batch_size=4, grad_accum=2, encoder_options=no_batchnorm)
     for t in (a, b):
         t.model.encoder.config.hidden_dropout_prob = 0.0
         for m in t.model.modules():
@@ -52,7 +53,7 @@ def test_gradient_accumulation_equals_a_bigger_batch(tmp_path):
                 m.p = 0.0
     a.fit(), b.fit()
     for pa, pb in zip(a.model.parameters(), b.model.parameters()):
-        assert torch.allclose(pa, pb, atol=1e-5)
+        assert torch.allclose(pa, pb, atol=1e-4)  # Adam magnifies float noise in near-zero gradients; a per-micro-batch step differs by ~lr
 
 
 def test_early_stopping_and_ema(tmp_path):
@@ -98,7 +99,8 @@ def test_bad_training_settings(field, value, msg):
 
 def test_data_parallel_two_cpu_processes(tmp_path):
     """DDP through accelerate on 2 CPU processes (gloo): gradients are averaged, so both
-    ranks end with identical weights, and the run resumes like a single-process one."""
+    ranks end with identical weights, and the run resumes like a single-process one.
+    (BatchNorm running statistics are per rank between DDP's buffer broadcasts; rank 0 saves.)"""
     script = tmp_path / "ddp.py"
     script.write_text(
         "import sys, torch\n"
@@ -107,7 +109,7 @@ def test_data_parallel_two_cpu_processes(tmp_path):
         "t = make_trainer(sys.argv[1], max_steps=4, batch_size=4)\n"
         "s = t.fit()\n"
         "rank = t.accelerator.process_index\n"
-        "torch.save({k: v for k, v in t.model.state_dict().items()}, f'{sys.argv[1]}/rank{rank}.pt')\n"
+        "torch.save({k: v.detach() for k, v in t.model.named_parameters()}, f'{sys.argv[1]}/rank{rank}.pt')\n"
         "print('world', t.accelerator.num_processes, 'steps', s['steps'])\n"
     )
     # accelerate's launcher; on a machine without GPUs the processes resolve to MULTI_CPU (gloo)

@@ -29,9 +29,10 @@ class RandomClips(Dataset):
         return {"video": self.videos[i], "label": self.labels[i]}
 
 
-def make_trainer(out, encoder="videomae-tiny", kill_at_step=None, loss_options=None, **overrides):
+def make_trainer(out, encoder="videomae-tiny", kill_at_step=None, loss_options=None, encoder_options=None, **overrides):
     torch.manual_seed(0)
-    enc = build_encoder(encoder, num_frames=4, image_size=32, hidden_dropout_prob=0.1) if encoder.startswith("videomae") else build_encoder(encoder, num_frames=4, image_size=32)
+    extra = {"hidden_dropout_prob": 0.1} if encoder.startswith("videomae") else {}
+    enc = build_encoder(encoder, num_frames=4, image_size=32, **extra, **(encoder_options or {}))
     model = VideoClassifier(enc, ["a", "b", "c"], dropout=0.2)
     cfg = TrainConfig(output_dir=str(out), epochs=3, batch_size=8, lr=3e-3, checkpoint_every_steps=4, log_every_steps=2, seed=0)
     for k, v in overrides.items():

@@ -71,8 +71,19 @@ def apply_adaptation(model: nn.Module, method: str = "full", **options) -> nn.Mo
     return model
 
 
-def encoder_is_frozen(model: nn.Module) -> bool:
-    return bool(getattr(model, "adaptation", None)) and model.adaptation["method"] == "linear"
+def keep_frozen_statistics(model: nn.Module) -> None:
+    """Call after ``model.train()``. A linear probe keeps the whole encoder in eval mode
+    (BatchNorm statistics and dropout fixed); any other partial adaptation keeps the
+    BatchNorm layers whose weights it froze in eval mode. Otherwise training an adapter
+    would silently move the base model's running statistics, which the saved adapter does
+    not hold, and loading it into the base would not give back the trained model."""
+    method = (getattr(model, "adaptation", None) or {}).get("method", "full")
+    if method == "linear":
+        model.encoder.eval()
+    elif method != "full":
+        for m in model.encoder.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False)):
+                m.eval()
 
 
 # -- LoRA (peft) ---------------------------------------------------------------------------
@@ -235,12 +246,16 @@ def _inject_prefixes(encoder: nn.Module, n: int) -> None:
 
 # -- save / load / swap --------------------------------------------------------------------
 def save_adaptation(model: nn.Module, path) -> Path:
-    """Write only what the adaptation trains (plus the head) and how to rebuild it."""
+    """Write only what the adaptation trains (plus the head, and the running statistics of
+    BatchNorm layers that train) and how to rebuild it."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.named_parameters() if v.requires_grad}
+    for name, m in model.named_modules():  # running statistics of BatchNorm layers that train
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters(recurse=False)):
+            state.update({f"{name}.{k}": v.detach().clone() for k, v in m.named_buffers(recurse=False)})
     save_file(state, path / "adapter.safetensors")
     (path / "adapter.json").write_text(json.dumps(model.adaptation or {"method": "full"}, indent=2))
     return path
@@ -261,7 +276,7 @@ def load_adaptation(model: nn.Module, path) -> nn.Module:
     if not current:
         apply_adaptation(model, **spec)
     state = load_file(path / "adapter.safetensors")
-    own = dict(model.named_parameters())
+    own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     if bad:
         raise ConfigError(f"{path}: adapter weights do not fit this model ({bad[:3]})")

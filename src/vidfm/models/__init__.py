@@ -36,8 +36,8 @@ PRESETS: dict[str, tuple[type, dict]] = {
     "r2plus1d-tiny": (R2Plus1DConfig, {}),
     "tsn-tiny": (TSNConfig, {"spatial_grid": 2}),  # keeps coarse positions (see TSNEncoder)
     "slowfast-tiny": (SlowFastConfig, {"alpha": 4, "beta_inv": 4}),
-    "timesformer-tiny": (TimeSformerConfig, {}),
-    "videomae-tiny": (VideoMAEConfig, {}),
+    "timesformer-tiny": (TimeSformerConfig, {"conv_stem": True}),  # ViTs this small learn far faster with it
+    "videomae-tiny": (VideoMAEConfig, {"conv_stem": True}),
     "frame-tiny": (FrameEncoderConfig, {"temporal": "transformer"}),
     # paper sizes
     "r2plus1d-18": (R2Plus1DConfig, dict(widths=(64, 128, 256, 512), layers=(2, 2, 2, 2), stem_width=64, num_frames=16, image_size=112)),

@@ -123,7 +123,9 @@ class VideoEncoder(PreTrainedModel):
     xavier_init = False
 
     def _init_weights(self, module):
-        if self.xavier_init and module is getattr(self, "patch_embed", None) and isinstance(module, (nn.Conv2d, nn.Conv3d)):
+        patch_embed = getattr(self, "patch_embed", None)
+        is_patch_projection = module is patch_embed or module is getattr(patch_embed, "proj", None)  # plain or ConvStem
+        if self.xavier_init and is_patch_projection and isinstance(module, (nn.Conv2d, nn.Conv3d)):
             fan_out, fan_in = module.weight.shape[0], module.weight[0].numel()
             bound = math.sqrt(6.0 / (fan_in + fan_out))
             nn.init.uniform_(module.weight, -bound, bound)

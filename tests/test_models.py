@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from einops import rearrange
 from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
@@ -227,3 +228,21 @@ def test_fresh_transformers_start_from_mae_init_and_loading_keeps_weights(name, 
     model.save_pretrained(tmp_path)
     again = load_encoder(tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_masked_tubelets_stay_hidden_behind_a_convolutional_stem():
+    """Masked video modelling: what the encoder sees of a clip must not depend on the pixels
+    of the tubelets it is asked to reconstruct, although the stem's convolutions cross
+    patch borders."""
+    torch.manual_seed(0)
+    model = build_encoder("videomae-tiny")  # the tiny preset has a convolutional stem
+    video = torch.rand(2, 8, 3, 64, 64)
+    mask = torch.zeros(2, 4 * 8 * 8, dtype=torch.bool)
+    mask[:, ::2] = True  # every other tubelet hidden: each visible one borders hidden ones
+    other = video.clone()
+    hidden = rearrange(mask, "b (t h w) -> b t h w", t=4, h=8).repeat_interleave(2, 1).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    other[hidden.unsqueeze(2).expand_as(other)] = torch.rand(int(hidden.sum()) * 3)
+    assert not torch.equal(video, other)
+    with torch.no_grad():
+        assert torch.allclose(model(video, mask).tokens, model(other, mask).tokens, atol=1e-6)
+        assert not torch.allclose(model(video).tokens, model(other).tokens, atol=1e-3)

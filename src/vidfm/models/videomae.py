@@ -81,13 +81,20 @@ class VideoMAEEncoder(VideoEncoder):
         self.fc_norm = nn.LayerNorm(c.hidden_size, eps=c.pool_norm_eps) if c.use_mean_pooling else nn.Identity()
         self.post_init()
 
-    def embed(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, T, C, H, W) -> (B, N, D) tubelet tokens with positions, N = t*h*w (t-major)."""
+    def embed(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, N, D) tubelet tokens with positions, N = t*h*w (t-major).
+        With a convolutional stem, the pixels of ``mask``ed tubelets are blanked first: the
+        stem's receptive field crosses patch borders, and visible tokens must not see them."""
         self.check_video(video)
         b, t, _, h, w = video.shape
-        if t % self.config.tubelet_size:
-            raise ConfigError(f"frame count {t} is not a multiple of the tubelet size {self.config.tubelet_size}")
-        video = normalize_video(video, self.config.pixel_mean, self.config.pixel_std)
+        c = self.config
+        if t % c.tubelet_size:
+            raise ConfigError(f"frame count {t} is not a multiple of the tubelet size {c.tubelet_size}")
+        video = normalize_video(video, c.pixel_mean, c.pixel_std)
+        if mask is not None and isinstance(self.patch_embed, ConvStem):
+            visible = rearrange((~mask).to(video.dtype), "b (t h w) -> b t 1 h w", t=t // c.tubelet_size, h=h // c.patch_size)
+            visible = visible.repeat_interleave(c.tubelet_size, 1).repeat_interleave(c.patch_size, 3).repeat_interleave(c.patch_size, 4)
+            video = video * visible  # 0 is the mean colour after normalisation
         x = self.patch_embed(rearrange(video, "b t c h w -> b c t h w"))
         grid = tuple(x.shape[2:])
         x = rearrange(x, "b d t h w -> b (t h w) d")
@@ -105,7 +112,7 @@ class VideoMAEEncoder(VideoEncoder):
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
         """``mask``: optional (B, N) bool, True = hidden token (same count per sample)."""
-        x = self.embed(video)
+        x = self.embed(video, mask)
         if mask is not None:
             x = x[~mask].reshape(x.shape[0], -1, x.shape[-1])
         for block in self.blocks:

@@ -32,6 +32,7 @@ FAMILIES = {  # preset: (learning rate, epochs). The transformers need more epoc
     # TSN has only a 2x2 grid per frame to see motion with, and learns slowly too.
     "r2plus1d-tiny": (3e-3, 10),
     "tsn-tiny": (3e-3, 30),
+    "tsm-tiny": (3e-3, 10),
     "slowfast-tiny": (3e-3, 10),
     "timesformer-tiny": (1e-3, 20),
     "videomae-tiny": (1e-3, 30),

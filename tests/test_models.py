@@ -246,3 +246,19 @@ def test_masked_tubelets_stay_hidden_behind_a_convolutional_stem():
     with torch.no_grad():
         assert torch.allclose(model(video, mask).tokens, model(other, mask).tokens, atol=1e-6)
         assert not torch.allclose(model(video).tokens, model(other).tokens, atol=1e-3)
+
+
+def test_temporal_shift_lets_a_2d_cnn_see_neighbouring_frames():
+    """TSN's 2D CNN sees each frame alone; TSM's shift mixes neighbouring frames inside the
+    backbone, which is what makes motion (not only appearance) visible to it."""
+    torch.manual_seed(0)
+    video = torch.rand(1, 8, 3, 64, 64)
+    changed = video.clone()
+    changed[:, 0] = torch.rand(3, 64, 64)
+    for name, overrides, sees_neighbour in [("tsn-tiny", {"temporal": "avg", "spatial_grid": 1}, False), ("tsm-tiny", {}, True)]:
+        model = build_encoder(name, **overrides).eval()
+        with torch.no_grad():
+            a, b = model(video).tokens, model(changed).tokens
+        assert not torch.allclose(a[:, 0], b[:, 0])
+        assert (not torch.allclose(a[:, 1], b[:, 1], atol=1e-6)) == sees_neighbour, name
+        assert torch.allclose(a[:, 7], b[:, 7], atol=1e-6)  # 4 blocks shift by at most 4 frames

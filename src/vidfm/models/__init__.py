@@ -35,6 +35,7 @@ PRESETS: dict[str, tuple[type, dict]] = {
     # tiny: 64x64 clips of 8 frames, a few hundred thousand parameters, CPU-trainable
     "r2plus1d-tiny": (R2Plus1DConfig, {}),
     "tsn-tiny": (TSNConfig, {"spatial_grid": 2}),  # keeps coarse positions (see TSNEncoder)
+    "tsm-tiny": (TSNConfig, {"temporal_shift": True, "temporal": "avg"}),  # TSN's 2D CNN + temporal shift
     "slowfast-tiny": (SlowFastConfig, {"alpha": 4, "beta_inv": 4}),
     "timesformer-tiny": (TimeSformerConfig, {"conv_stem": True}),  # ViTs this small learn far faster with it
     "videomae-tiny": (VideoMAEConfig, {"conv_stem": True}),
@@ -42,6 +43,7 @@ PRESETS: dict[str, tuple[type, dict]] = {
     # paper sizes
     "r2plus1d-18": (R2Plus1DConfig, dict(widths=(64, 128, 256, 512), layers=(2, 2, 2, 2), stem_width=64, num_frames=16, image_size=112)),
     "tsn-resnet18": (TSNConfig, dict(widths=(64, 128, 256, 512), layers=(2, 2, 2, 2), stem_width=64, temporal="avg", image_size=224)),
+    "tsm-resnet18": (TSNConfig, dict(widths=(64, 128, 256, 512), layers=(2, 2, 2, 2), stem_width=64, temporal="avg", temporal_shift=True, image_size=224)),
     "slowfast-r18-4x16": (SlowFastConfig, dict(widths=(64, 128, 256, 512), layers=(2, 2, 2, 2), stem_width=64, alpha=8, beta_inv=8, num_frames=32, image_size=224)),
     "timesformer-base": (TimeSformerConfig, dict(image_size=224, patch_size=16, num_frames=8, **_VIT_BASE)),
     "videomae-small": (VideoMAEConfig, dict(image_size=224, patch_size=16, num_frames=16, hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536)),

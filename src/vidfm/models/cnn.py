@@ -40,11 +40,26 @@ def conv3d(cin: int, cout: int, stride: int = 1, kt: int = 3, temporal_stride: b
     return nn.Conv3d(cin, cout, (kt, 3, 3), (st, stride, stride), (kt // 2, 1, 1), bias=False)
 
 
-class ResBlock(GradientCheckpointingLayer):
-    """Basic residual block on (B, C, T, H, W) with a pluggable convolution."""
+def temporal_shift(x: torch.Tensor, fold_div: int = 8) -> torch.Tensor:
+    """TSM (Lin et al., 2019): on (B, C, T, H, W), move 1/``fold_div`` of the channels one
+    frame back in time and another 1/``fold_div`` one frame forward (zero-filled at the
+    ends), so the per-frame 2D convolution that follows mixes neighbouring frames at no
+    extra cost. This is what lets a 2D CNN see motion rather than only appearance."""
+    f = x.shape[1] // fold_div
+    out = torch.zeros_like(x)
+    out[:, :f, :-1] = x[:, :f, 1:]  # from the next frame
+    out[:, f : 2 * f, 1:] = x[:, f : 2 * f, :-1]  # from the previous frame
+    out[:, 2 * f :] = x[:, 2 * f :]
+    return out
 
-    def __init__(self, cin: int, cout: int, stride: int, kind: str, drop_path: float = 0.0, kt: int = 3):
+
+class ResBlock(GradientCheckpointingLayer):
+    """Basic residual block on (B, C, T, H, W) with a pluggable convolution. ``shift``
+    applies TSM's temporal shift to the residual branch's input (the shortcut is untouched)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, kind: str, drop_path: float = 0.0, kt: int = 3, shift: bool = False):
         super().__init__()
+        self.shift = shift
         if kind == "2plus1d":
             self.conv1, self.conv2 = conv2plus1d(cin, cout, stride), conv2plus1d(cout, cout)
             t_stride = stride
@@ -65,17 +80,17 @@ class ResBlock(GradientCheckpointingLayer):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = F.relu(self.bn1(self.conv1(temporal_shift(x) if self.shift else x)), inplace=True)
         y = self.bn2(self.conv2(y))
         return F.relu(self.shortcut(x) + self.drop_path(y), inplace=True)
 
 
-def make_stages(widths, layers, stem_width, kind, drop_path_rate, kts=None) -> nn.ModuleList:
+def make_stages(widths, layers, stem_width, kind, drop_path_rate, kts=None, shift: bool = False) -> nn.ModuleList:
     rates = iter(stochastic_depth_rates(drop_path_rate, sum(layers)))
     stages, cin = [], stem_width
     for i, (w, n) in enumerate(zip(widths, layers)):
         kt = kts[i] if kts else 3
-        blocks = [ResBlock(cin if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1, kind, next(rates), kt) for j in range(n)]
+        blocks = [ResBlock(cin if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1, kind, next(rates), kt, shift) for j in range(n)]
         stages.append(nn.Sequential(*blocks))
         cin = w
     return nn.ModuleList(stages)
@@ -136,7 +151,8 @@ class R2Plus1DEncoder(_StagedCNN):
 class TSNConfig(VideoEncoderConfig):
     model_type = "vidfm_tsn"
 
-    def __init__(self, widths=(16, 32, 64, 128), layers=(1, 1, 1, 1), stem_width=16, temporal="tconv", spatial_grid=1, drop_path_rate=0.0, **kwargs):
+    def __init__(self, widths=(16, 32, 64, 128), layers=(1, 1, 1, 1), stem_width=16, temporal="tconv", spatial_grid=1,
+                 temporal_shift=False, drop_path_rate=0.0, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         _cnn_config_fields(self, widths, layers, stem_width, drop_path_rate)
         if temporal not in ("avg", "tconv", "lstm"):
@@ -145,6 +161,7 @@ class TSNConfig(VideoEncoderConfig):
             raise ConfigError(f"spatial_grid must be >= 1, got {spatial_grid}")
         self.temporal = temporal
         self.spatial_grid = spatial_grid
+        self.temporal_shift = temporal_shift
         self.hidden_size = self.widths[-1]
 
 
@@ -156,7 +173,9 @@ class TSNEncoder(_StagedCNN):
     ``spatial_grid=1`` is classic TSN: one average per frame, which discards *where* things
     are, so translation (move left vs right) is invisible to the temporal model; the paper
     adds an optical-flow stream for motion. ``spatial_grid=g`` pools each frame to a g x g
-    grid and projects it back to D, keeping coarse positions."""
+    grid and projects it back to D, keeping coarse positions. ``temporal_shift=True`` makes
+    it TSM: every residual block shifts part of its channels across neighbouring frames,
+    so the 2D CNN itself sees motion (the ``tsm-tiny`` preset)."""
 
     config_class = TSNConfig
 
@@ -168,7 +187,7 @@ class TSNEncoder(_StagedCNN):
             nn.BatchNorm3d(c.stem_width),
             nn.ReLU(inplace=True),
         )
-        self.blocks = make_stages(c.widths, c.layers, c.stem_width, "2d", c.drop_path_rate)
+        self.blocks = make_stages(c.widths, c.layers, c.stem_width, "2d", c.drop_path_rate, shift=getattr(c, "temporal_shift", False))
         d = c.hidden_size
         g = c.spatial_grid
         self.grid_proj = nn.Linear(d * g * g, d) if g > 1 else None

@@ -71,19 +71,9 @@ def apply_adaptation(model: nn.Module, method: str = "full", **options) -> nn.Mo
     return model
 
 
-def keep_frozen_statistics(model: nn.Module) -> None:
-    """Call after ``model.train()``. A linear probe keeps the whole encoder in eval mode
-    (BatchNorm statistics and dropout fixed); any other partial adaptation keeps the
-    BatchNorm layers whose weights it froze in eval mode. Otherwise training an adapter
-    would silently move the base model's running statistics, which the saved adapter does
-    not hold, and loading it into the base would not give back the trained model."""
-    method = (getattr(model, "adaptation", None) or {}).get("method", "full")
-    if method == "linear":
-        model.encoder.eval()
-    elif method != "full":
-        for m in model.encoder.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False)):
-                m.eval()
+def encoder_is_frozen(model: nn.Module) -> bool:
+    """A linear probe keeps the whole encoder in eval mode (BatchNorm statistics, dropout)."""
+    return bool(getattr(model, "adaptation", None)) and model.adaptation["method"] == "linear"
 
 
 # -- LoRA (peft) ---------------------------------------------------------------------------
@@ -246,15 +236,17 @@ def _inject_prefixes(encoder: nn.Module, n: int) -> None:
 
 # -- save / load / swap --------------------------------------------------------------------
 def save_adaptation(model: nn.Module, path) -> Path:
-    """Write only what the adaptation trains (plus the head, and the running statistics of
-    BatchNorm layers that train) and how to rebuild it."""
+    """Write only what the adaptation trains (plus the head, and every BatchNorm layer's
+    running statistics: they adapt to the new data even where the weights are frozen, and
+    without them a loaded adapter would not reproduce the trained model) and how to
+    rebuild it."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.named_parameters() if v.requires_grad}
-    for name, m in model.named_modules():  # running statistics of BatchNorm layers that train
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters(recurse=False)):
+    for name, m in model.named_modules():  # BatchNorm statistics move in training, frozen weights or not
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             state.update({f"{name}.{k}": v.detach().clone() for k, v in m.named_buffers(recurse=False)})
     save_file(state, path / "adapter.safetensors")
     (path / "adapter.json").write_text(json.dumps(model.adaptation or {"method": "full"}, indent=2))

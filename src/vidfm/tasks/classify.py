@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidfm.adapt import apply_adaptation, keep_frozen_statistics, trainable_parameters
+from vidfm.adapt import apply_adaptation, encoder_is_frozen, trainable_parameters
 from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records, split_off_validation
 from vidfm.data.transforms import cutmix, eval_transform, mixup, train_transform
 from vidfm.errors import ConfigError, DatasetError
@@ -38,8 +38,8 @@ class VideoClassifier(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode:
-            keep_frozen_statistics(self)
+        if mode and encoder_is_frozen(self):
+            self.encoder.eval()  # linear probe: frozen BatchNorm statistics and dropout
         return self
 
     @property

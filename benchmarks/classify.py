@@ -29,10 +29,10 @@ from vidfm.training import TrainConfig
 DATA = Path(__file__).parent / "_data"
 FAMILIES = {  # preset: (learning rate, epochs). The transformers need more epochs than the
     # 3D CNNs: their loss sits on a plateau for the first ~10 before attention finds the object.
-    # TSN has only a 2x2 grid per frame to see motion with, and learns slowly too.
+    # TSN has only a 2x2 grid per frame to see motion with; TSM sees it but learns slowly too.
     "r2plus1d-tiny": (3e-3, 10),
     "tsn-tiny": (3e-3, 30),
-    "tsm-tiny": (3e-3, 10),
+    "tsm-tiny": (3e-3, 30),
     "slowfast-tiny": (3e-3, 10),
     "timesformer-tiny": (1e-3, 20),
     "videomae-tiny": (1e-3, 30),

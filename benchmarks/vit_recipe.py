@@ -3,12 +3,12 @@
     python benchmarks/vit_recipe.py [--epochs 30] [--recipes NAME ...] [--json out.json]
 
 Each recipe trains videomae-tiny from scratch on world_600's train split, with the same
-seed and data. Clips are decoded once into memory: 8 frames by segment sampling (a random
-frame per segment for training, the middle one for evaluation), with a random resized crop
-(scale 0.7-1) and brightness/contrast jitter. Training uses AdamW (weight decay 0.05),
-batch 16, one warm-up epoch then cosine decay, and gradient clipping at 1. The epoch with
-the best validation accuracy is evaluated on test and on the compositional split; chance
-is 1/12.
+seed and data. Clips are decoded once into memory; 8 frames are taken by segment sampling
+(a random frame per segment for training, the middle one for evaluation) and augmented by
+the same transform `vidfm train classify` uses on a world (random resized crop, colour
+jitter, no flips). Training uses AdamW (weight decay 0.05), batch 16, one warm-up epoch
+then cosine decay, and gradient clipping at 1. The epoch with the best validation accuracy
+is evaluated on test and on the compositional split; chance is 1/12.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidfm.data.transforms import to_float_clip, train_transform
 from vidfm.io.reader import read_video
+from vidfm.io.samplers import segment_indices
 from vidfm.models import build_encoder
 
 WORLD = Path(__file__).parent / "_data" / "world_600"
@@ -38,26 +40,22 @@ RECIPES = {  # name: (encoder overrides, learning rate, PyTorch/transformers-sty
 
 def load_split(split: str, classes: list[str]):
     rows = list(csv.DictReader(open(WORLD / "classification" / f"{split}.csv")))
-    videos = [torch.from_numpy(read_video(WORLD / r["path"])) for r in rows]  # (T, H, W, 3) uint8
+    videos = [read_video(WORLD / r["path"]) for r in rows]  # (T, H, W, 3) uint8
     return videos, torch.tensor([classes.index(r["label"]) for r in rows])
 
 
-def clips(videos, idx, g: torch.Generator | None, frames: int = 8, size: int = 64) -> torch.Tensor:
-    """(B, T, C, H, W) in [0, 1]; augmented when a generator is given (training)."""
+TRAIN_TF = train_transform(64, scale=(0.7, 1.0), flip=False, occlusion=False)  # as `vidfm train classify` on a world
+
+
+def clips(videos, idx, g: torch.Generator | None, frames: int = 8) -> torch.Tensor:
+    """(B, T, C, H, W) in [0, 1]: segment-sampled frames, augmented when a generator is
+    given (training; the frame choice then draws from it too)."""
     out = []
     for i in idx:
         v = videos[i]
-        edges = torch.linspace(0, v.shape[0], frames + 1)
-        pick = [min(int(a + (torch.rand(1, generator=g).item() if g else 0.5) * (b - a)), v.shape[0] - 1)
-                for a, b in zip(edges[:-1], edges[1:])]  # fmt: skip
-        clip = v[pick].permute(0, 3, 1, 2).float() / 255
-        if g is not None:
-            side = int(size * math.sqrt(0.7 + 0.3 * torch.rand(1, generator=g).item()))
-            y, x = torch.randint(0, size - side + 1, (2,), generator=g).tolist()
-            clip = F.interpolate(clip[..., y : y + side, x : x + side], size=(size, size), mode="bilinear", align_corners=False)
-            brightness, contrast = (1 + 0.4 * (torch.rand(1, generator=g).item() - 0.5) for _ in range(2))
-            clip = (((clip - clip.mean()) * contrast + clip.mean()) * brightness).clamp(0, 1)
-        out.append(clip)
+        rng = int(torch.randint(0, 2**31, (), generator=g)) if g is not None else None
+        clip = to_float_clip(v[segment_indices(v.shape[0], frames, train=g is not None, rng=rng)])
+        out.append(TRAIN_TF(clip, g) if g is not None else clip)
     return torch.stack(out)
 
 

@@ -187,7 +187,7 @@ class TSNEncoder(_StagedCNN):
             nn.BatchNorm3d(c.stem_width),
             nn.ReLU(inplace=True),
         )
-        self.blocks = make_stages(c.widths, c.layers, c.stem_width, "2d", c.drop_path_rate, shift=getattr(c, "temporal_shift", False))
+        self.blocks = make_stages(c.widths, c.layers, c.stem_width, "2d", c.drop_path_rate, shift=c.temporal_shift)
         d = c.hidden_size
         g = c.spatial_grid
         self.grid_proj = nn.Linear(d * g * g, d) if g > 1 else None

@@ -119,7 +119,7 @@ class VideoEncoder(PreTrainedModel):
     #: MAE's initialisation for transformers trained from scratch: xavier-uniform linear
     #: layers, and the patch projection initialised as the linear map it is. With the
     #: default (normal, std 0.02) the tiny ViTs learned the 12 world actions far slower
-    #: (videomae-tiny, 30 epochs: test 0.347 against 0.528; benchmarks/vit_recipe.py).
+    #: (videomae-tiny, 30 epochs: test 0.333 against 0.444; benchmarks/vit_recipe.py).
     xavier_init = False
 
     def _init_weights(self, module):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from vidfm.errors import ConfigError
@@ -92,8 +92,8 @@ class VideoMAEEncoder(VideoEncoder):
             raise ConfigError(f"frame count {t} is not a multiple of the tubelet size {c.tubelet_size}")
         video = normalize_video(video, c.pixel_mean, c.pixel_std)
         if mask is not None and isinstance(self.patch_embed, ConvStem):
-            visible = rearrange((~mask).to(video.dtype), "b (t h w) -> b t 1 h w", t=t // c.tubelet_size, h=h // c.patch_size)
-            visible = visible.repeat_interleave(c.tubelet_size, 1).repeat_interleave(c.patch_size, 3).repeat_interleave(c.patch_size, 4)
+            visible = repeat((~mask).to(video.dtype), "b (t h w) -> b (t p0) 1 (h p1) (w p2)",
+                             t=t // c.tubelet_size, h=h // c.patch_size, p0=c.tubelet_size, p1=c.patch_size, p2=c.patch_size)  # fmt: skip
             video = video * visible  # 0 is the mean colour after normalisation
         x = self.patch_embed(rearrange(video, "b t c h w -> b c t h w"))
         grid = tuple(x.shape[2:])

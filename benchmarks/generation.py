@@ -97,11 +97,13 @@ def train_all() -> dict:
     return seconds
 
 
+def sample(pipe, prompt, seed: int = 0, steps: int = 25, guidance: float = 4.0, **kw) -> np.ndarray:
+    """(B, T, H, W, 3) uint8 clips, the noise drawn from a generator seeded with ``seed``."""
+    return pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), **kw).frames
+
+
 def generate(pipe, records, batch: int = 40, **kw) -> np.ndarray:
-    out = []
-    for s in range(0, len(records), batch):
-        out.append(pipe([r["prompt"] for r in records[s : s + batch]], seed=s, **kw))
-    return np.concatenate(out)
+    return np.concatenate([sample(pipe, [r["prompt"] for r in records[s : s + batch]], seed=s, **kw) for s in range(0, len(records), batch)])
 
 
 def speed_row(run: Path, scheduler: str, steps: int) -> dict:
@@ -113,10 +115,10 @@ torch.set_num_threads(2)
 from vidfm.pipelines import VideoGenerationPipeline
 p = VideoGenerationPipeline.from_pretrained({str(run)!r})
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-p("a red circle moves left", steps=2, scheduler={scheduler!r})
+p("a red circle moves left", num_inference_steps=2, scheduler={scheduler!r})
 t = time.perf_counter(); n = 3 if {steps} < 200 else 1
 for i in range(n):
-    p("a red circle moves left", steps={steps}, scheduler={scheduler!r}, seed=i)
+    p("a red circle moves left", num_inference_steps={steps}, scheduler={scheduler!r}, generator=torch.Generator().manual_seed(i))
 print(json.dumps({{"seconds_per_clip": (time.perf_counter() - t) / n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "load_rss_mb": base / 1024}}))
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -192,8 +194,8 @@ def main() -> None:
     recs = world_prompts(DATA / "world_gen", "test", args.prompts)
     real = real_clips(recs, 9, 32)
     pipe = pipes["flow"]
-    flf = np.stack([pipe(r["prompt"], image=v[0], last_image=v[-1], steps=25, guidance=args.guidance, seed=i)[0] for i, (r, v) in enumerate(zip(recs, real))])
-    i2v = np.stack([pipe(r["prompt"], image=v[0], steps=25, guidance=args.guidance, seed=i)[0] for i, (r, v) in enumerate(zip(recs, real))])
+    flf = np.stack([sample(pipe, r["prompt"], seed=i, guidance=args.guidance, image=v[0], last_image=v[-1])[0] for i, (r, v) in enumerate(zip(recs, real))])
+    i2v = np.stack([sample(pipe, r["prompt"], seed=i, guidance=args.guidance, image=v[0])[0] for i, (r, v) in enumerate(zip(recs, real))])
     w = np.linspace(0, 1, 9)[None, :, None, None, None]
     fade = (real[:, :1] * (1 - w) + real[:, -1:] * w).round().astype(np.uint8)
     results["interpolation"] = {

@@ -22,7 +22,8 @@ from classify import DATA, world
 
 from vidfm.io.reader import VideoReader
 from vidfm.metrics.grounding import grounding_metrics
-from vidfm.tasks.ground import Grounder, grounding_records, train_grounding
+from vidfm.data.datasets import DataSource
+from vidfm.tasks.ground import Grounder, train_grounding
 from vidfm.training import TrainConfig
 
 
@@ -47,14 +48,14 @@ def main() -> None:
     t0 = time.perf_counter()
     summary = train_grounding(root, args.features, train_config=TrainConfig(output_dir=str(run), epochs=args.epochs, batch_size=32, lr=1e-3, seed=0), resume=False)
     train_seconds = time.perf_counter() - t0
-    train = grounding_records(root, "train")
+    train = DataSource(root).grounding("train")
     d = durations(train)
     prior = np.mean([[r["start"] / x, r["end"] / x] for r, x in zip(train, d)], 0)
     g = Grounder(run)
     results = {"train_seconds": train_seconds, "train_sentences": summary["train_sentences"], "prior_normalised": prior.tolist()}
     print(f"trained in {train_seconds / 60:.1f} min on {summary['train_sentences']} sentences (features + 15 epochs); prior segment {prior.round(3).tolist()}")
     for split in ("test", "compositional"):
-        records = grounding_records(root, split)
+        records = DataSource(root).grounding(split)
         dur = durations(records)
         gt = np.array([[r["start"], r["end"]] for r in records])
         rows = {

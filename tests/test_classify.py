@@ -29,10 +29,15 @@ def test_train_eval_predict_on_a_world(world, tmp_path, capsys):
     code, stdout, _ = run(capsys, "predict", out, video, "--top", 3, "--json")
     preds = json.loads(stdout)[str(video)]
     assert code == 0 and len(preds) == 3 and preds[0]["probability"] >= preds[1]["probability"]
-    # a second call resumes from the checkpoint instead of starting over
-    code, stdout, _ = run(capsys, "train", "classify", world, "--out", out, "--encoder", "tsn-tiny", "--epochs", 3,
-                          "--batch-size", 8, "--adapt", "lora:4")  # fmt: skip
-    assert code == 0 and "resumed from" in stdout
+    # the same command again: the run is finished, and says so instead of training again
+    same = ["train", "classify", world, "--out", out, "--encoder", "tsn-tiny", "--batch-size", 8, "--adapt", "lora:4"]
+    code, stdout, _ = run(capsys, *same, "--epochs", 2)
+    assert code == 0 and "already finished" in stdout and "--fresh" in stdout
+    # other settings into the same folder are refused, naming the difference and the way out
+    code, _, err = run(capsys, *same, "--epochs", 3, "--lr", 0.01)
+    assert code == 1 and "epochs: 2 -> 3" in err and "lr: 0.001 -> 0.01" in err and "--fresh" in err
+    code, stdout, _ = run(capsys, *same, "--epochs", 1, "--fresh", "--json")
+    assert code == 0 and json.loads(stdout)["epochs"] == 1
 
 
 def test_folder_dataset_with_a_corrupt_video(world, tmp_path, capsys):

@@ -7,6 +7,7 @@ import torch
 from vidfm.data import (
     VideoDataset,
     classification_from_csv,
+    collate_readable,
     classification_from_folder,
     grounding_from_sta,
 )
@@ -62,15 +63,22 @@ def test_corrupt_videos_are_skipped_and_counted(tmp_path, videos):
     csv = tmp_path / "d.csv"
     csv.write_text(f"path,label\n{videos['text']},a\n{videos['coded']},b\n{videos['truncated']},a\n")
     records, classes = classification_from_csv(csv)
-    ds = VideoDataset(records, num_frames=4)
+    # training: an unreadable video is replaced by the next readable one (batches stay full)
+    ds = VideoDataset(records, num_frames=4, train=True)
     with pytest.warns(UserWarning, match="skipping unreadable video"):
         items = [ds[i] for i in range(len(ds))]
     assert all(it["video"].shape == (4, 3, 64, 64) for it in items)
     assert len(ds.skipped) == 2
+    # evaluation: it is dropped, so no video is counted twice, and reported
+    ev = VideoDataset(records, num_frames=4)
+    with pytest.warns(UserWarning, match="skipping unreadable video"):
+        batch = collate_readable([ev[i] for i in range(len(ev))])
+    assert batch["video"].shape[0] == 1 and batch["label"].tolist() == [classes.index("b")] and len(ev.skipped) == 2
+    assert collate_readable([None, None]) is None
     strict = VideoDataset(records, num_frames=4, on_error="raise")
     with pytest.raises(VideoDecodeError, match="notes.mp4"):
         strict[0]
-    only_bad = VideoDataset(records[:1], num_frames=4)
+    only_bad = VideoDataset(records[:1], num_frames=4, train=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(DatasetError, match="no video in this dataset could be decoded"):

@@ -168,6 +168,8 @@ def test_schedulers_must_fit_the_objective():
 class OracleDenoiser(torch.nn.Module):
     """Predicts exactly what a perfect model would for one fixed clean latent x0."""
 
+    device, dtype = torch.device("cpu"), torch.float32  # what a pipeline asks its components
+
     def __init__(self, x0, objective):
         super().__init__()
         self.x0, self.obj = x0, objective
@@ -196,9 +198,9 @@ def test_sampling_loop_reaches_the_data_with_a_perfect_model(prediction, schedul
     vae = tiny_vae()
     x0 = torch.randn(1, 4, 3, 4, 4)
     obj = DiffusionObjective(prediction=prediction)
-    meta = {"num_frames": 5, "height": 16, "width": 16, "default_scheduler": scheduler}
-    pipe = VideoGenerationPipeline(vae, OracleDenoiser(x0, obj), dict(obj.scheduler.config), minilm, meta).to("cpu")
-    out = pipe("anything", steps=steps, guidance=1.0, seed=3)
+    pipe = VideoGenerationPipeline(vae, OracleDenoiser(x0, obj), obj.scheduler, num_frames=5, height=16, width=16, default_scheduler=scheduler)
+    pipe._text_encoder = minilm
+    out = pipe("anything", num_inference_steps=steps, guidance_scale=1.0, generator=torch.Generator().manual_seed(3)).frames
     with torch.no_grad():
         expected = ((vae.decode_latents(x0).clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 4, 1).numpy()
     assert np.abs(out.astype(float) - expected).mean() < 1.0
@@ -215,21 +217,63 @@ def gen_runs(world, tmp_path_factory):
     return d
 
 
-def test_trained_pipeline_generates_reproducibly(gen_runs, capsys, tmp_path):
+def sample(pipe, prompt="a red circle moves left", seed=0, steps=2, **kw) -> np.ndarray:
+    return pipe(prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), **kw).frames
+
+
+def test_trained_pipeline_is_a_diffusers_pipeline_and_generates_reproducibly(gen_runs, capsys, tmp_path):
+    from diffusers import DiffusionPipeline
+
     from vidfm.pipelines import VideoGenerationPipeline
 
-    meta = json.loads((gen_runs / "den" / "best" / "pipeline.json").read_text())
-    assert meta["num_frames"] == 5 and meta["height"] == 16 and meta["prediction"] == "flow"
+    index = json.loads((gen_runs / "den" / "best" / "model_index.json").read_text())
+    assert index["_class_name"] == "VideoGenerationPipeline" and index["denoiser"] == ["vidfm.models.dit", "VideoDiT"]
+    assert index["num_frames"] == 5 and index["height"] == 16 and index["prediction"] == "flow"
     assert json.loads((gen_runs / "vae" / "best" / "config.json").read_text())["scaling_factor"] != 1.0
     code, out, _ = run(capsys, "generate", "a red circle moves left", "--model", gen_runs / "den", "--out", tmp_path / "a.mp4", "--steps", "2", "--json")
     assert code == 0
     res = json.loads(out)["outputs"][0]
     assert res["frames"] == 5 and (tmp_path / "a.png").exists()
     pipe = VideoGenerationPipeline.from_pretrained(gen_runs / "den")
-    a = pipe("a red circle moves left", steps=3, seed=7)
-    assert np.array_equal(a, pipe("a red circle moves left", steps=3, seed=7))
-    assert not np.array_equal(a, pipe("a red circle moves left", steps=3, seed=8))
+    assert isinstance(pipe, DiffusionPipeline)
+    a = sample(pipe, seed=7, steps=3)
+    assert np.array_equal(a, sample(pipe, seed=7, steps=3))
+    assert not np.array_equal(a, sample(pipe, seed=8, steps=3))
     assert a.shape == (1, 5, 16, 16, 3) and a.dtype == np.uint8
+    # diffusers' conventions: initial latents, other output types, a step callback, save/load round trip
+    latents = pipe("x", num_inference_steps=3, output_type="latent", generator=torch.Generator().manual_seed(7)).frames
+    assert latents.shape == (1, 4, 3, 4, 4)
+    noise = torch.randn(1, 4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    seen = []
+    pt = pipe("a red circle moves left", num_inference_steps=3, latents=noise, output_type="pt",
+              callback_on_step_end=lambda p, i, t, kw: seen.append((i, kw["latents"].shape)) or {}).frames  # fmt: skip
+    assert pt.shape == (1, 5, 3, 16, 16) and 0 <= float(pt.min()) and float(pt.max()) <= 1 and [i for i, _ in seen] == [0, 1, 2]
+    pipe.save_pretrained(tmp_path / "copy")
+    again = VideoGenerationPipeline.from_pretrained(tmp_path / "copy")
+    assert np.array_equal(a, sample(again, seed=7, steps=3))
+    assert not any(p.name.startswith("text") for p in (tmp_path / "copy").iterdir())  # the bundled MiniLM is named, not copied
+
+
+def test_given_first_and_last_frames_are_honoured(gen_runs):
+    """The first output frame is the VAE's reconstruction of the given image; the last
+    frame comes from the given last frame's latent (held through sampling), so it is as
+    close to the image as the VAE's own reconstruction of it."""
+    from vidfm.pipelines import VideoGenerationPipeline
+    from vidfm.pipelines.video_generation import to_model_range, to_uint8
+
+    pipe = VideoGenerationPipeline.from_pretrained(gen_runs / "den")
+    rng = np.random.default_rng(0)
+    first, last = (rng.integers(0, 255, (16, 16, 3)).astype(np.uint8) for _ in range(2))
+    free = sample(pipe, seed=1, steps=4)[0]
+    out = sample(pipe, seed=1, steps=4, image=first, last_image=last)[0]
+    with torch.no_grad():
+        recon_first = to_uint8(pipe.vae.decode_latents(pipe.vae.encode_latents(to_model_range(first[None]))))[0, 0]
+        still = to_model_range(np.repeat(last[None], 1 + pipe.vae.temporal_factor, 0))
+        recon_last = to_uint8(pipe.vae.decode_latents(pipe.vae.encode_latents(still)))[0, -1]
+    err = lambda a, b: np.abs(a.astype(float) - b.astype(float)).mean()  # noqa: E731
+    assert np.array_equal(out[0], recon_first)  # the causal decoder: frame 0 depends on the image latent alone
+    assert err(out[-1], last) < err(free[-1], last)
+    assert err(out[-1], recon_last) < 0.5 * err(free[-1], recon_last)  # up to the decoder's causal context
 
 
 def test_image_and_first_last_frame_and_long_video(gen_runs, capsys, tmp_path):
@@ -243,14 +287,27 @@ def test_image_and_first_last_frame_and_long_video(gen_runs, capsys, tmp_path):
     assert Image.open(tmp_path / "b.gif").n_frames == 13
 
 
-def test_denoiser_training_resumes_from_its_checkpoint(gen_runs, world):
-    history = [json.loads(x) for x in (gen_runs / "den" / "metrics.jsonl").read_text().splitlines()]
-    assert history[-1]["step"] == 3
-    assert (gen_runs / "den" / "latents.pt").exists()  # the latent cache a resumed run reuses
-    assert main(["train", "denoiser", str(world), "--vae", str(gen_runs / "vae"), "--out", str(gen_runs / "den"), "--max-steps", "4",
-                 "--batch-size", "4", "--frames", "5"]) == 0  # fmt: skip
-    history = [json.loads(x) for x in (gen_runs / "den" / "metrics.jsonl").read_text().splitlines()]
-    assert [h["step"] for h in history if "train_loss" in h][-1] == 4 and history[0]["step"] <= 3
+def test_interrupted_denoiser_training_resumes_from_its_checkpoint(gen_runs, world, tmp_path, monkeypatch):
+    from vidfm.objectives import diffusion
+    from vidfm.tasks import generate
+
+    argv = ["train", "denoiser", str(world), "--vae", str(gen_runs / "vae"), "--out", str(tmp_path / "den"), "--max-steps", "4",
+            "--batch-size", "4", "--frames", "5", "--checkpoint-every", "2", "--log-every", "1"]  # fmt: skip
+    calls, real = {"n": 0}, diffusion.DiffusionObjective.__call__
+
+    def interrupted(self, model, batch, g):
+        calls["n"] += model.training
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl-C during step 3: the step-2 checkpoint survives
+        return real(self, model, batch, g)
+
+    monkeypatch.setattr(diffusion.DiffusionObjective, "__call__", interrupted)
+    assert main(argv) == 130
+    monkeypatch.setattr(diffusion.DiffusionObjective, "__call__", real)
+    monkeypatch.setattr(generate, "encode_records", lambda *a, **k: pytest.fail("the latent cache was not reused"))
+    assert main(argv) == 0
+    history = [json.loads(x) for x in (tmp_path / "den" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "train_loss" in h] == [1, 2, 3, 4]  # nothing lost, nothing counted twice
 
 
 def test_lora_saves_only_the_adapter_and_changes_the_model(gen_runs, world, tmp_path):
@@ -261,16 +318,22 @@ def test_lora_saves_only_the_adapter_and_changes_the_model(gen_runs, world, tmp_
     best = tmp_path / "lora" / "best"
     assert sorted(p.name for p in (best / "lora").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     assert not (best / "denoiser").exists()
+    # peft's own format: PeftModel-style keys, a LoraConfig that peft reads
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+
+    assert all(k.startswith("base_model.model.") and ".lora_" in k for k in load_file(best / "lora" / "adapter_model.safetensors"))
+    assert LoraConfig.from_pretrained(str(best / "lora")).r == 4
     base, tuned = VideoGenerationPipeline.from_pretrained(gen_runs / "den"), VideoGenerationPipeline.from_pretrained(tmp_path / "lora")
     assert not any("lora_" in n for n, _ in tuned.denoiser.named_parameters())  # merged for inference
-    assert not np.array_equal(base("a circle", steps=2), tuned("a circle", steps=2))
+    assert not np.array_equal(sample(base, "a circle"), sample(tuned, "a circle"))
 
 
 @pytest.mark.parametrize("args,message", [
     (["--scheduler", "ddim"], "does not fit a model trained with 'flow'"),
     (["--scheduler", "plms9"], "unknown scheduler"),
-    (["--steps", "0"], "steps must be > 0"),
-    (["--guidance", "-1"], "guidance must be >= 0"),
+    (["--steps", "0"], "num_inference_steps must be > 0"),
+    (["--guidance", "-1"], "guidance_scale must be >= 0"),
     (["--last", "LAST"], "--last needs --image"),
     (["--image", "BIG"], "is 20x20, this model generates 16x16"),
     (["--image", "GRAY"], "image mode is L, expected RGB"),

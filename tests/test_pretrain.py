@@ -61,6 +61,9 @@ def test_pretrain_bad_input(world, tmp_path, capsys):
     code, _, err = run(capsys, "pretrain", world, "--objective", "mvm", "--encoder", "r2plus1d-tiny", "--out", tmp_path / "r", *SMALL)
     assert code == 1 and "videomae" in err
     code, _, err = run(capsys, "pretrain", tmp_path / "nothing", "--objective", "contrastive", "--out", tmp_path / "r", *SMALL)
-    assert code == 1 and "captions" in err
+    assert code == 1 and "nothing: no such file or folder" in err
+    video = world / "videos" / "000001.mp4"  # a single video exists: it is data, but has no captions
+    code, _, err = run(capsys, "pretrain", video, "--objective", "contrastive", "--out", tmp_path / "r", *SMALL)
+    assert code == 1 and "000001.mp4: has no captions" in err
     code, _, err = run(capsys, "pretrain", world, "--objective", "mvm", "--mask-ratio", "1.2", "--out", tmp_path / "r", *SMALL)
     assert code == 1 and "mask ratio" in err

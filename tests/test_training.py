@@ -42,6 +42,20 @@ def test_resume_after_a_real_kill_matches_an_uninterrupted_run(tmp_path):
     assert val(rows(tmp_path / "straight")) == val(rows(tmp_path / "killed"))
 
 
+def test_resume_is_exact_with_mixup_and_cutmix(tmp_path):
+    """The mixing draws come from the trainer's checkpointed generator: an interrupted run
+    mixes the same pairs with the same ratios after resuming."""
+    mix = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "label_smoothing": 0.1}
+    straight = make_trainer(tmp_path / "straight", loss_options=mix)
+    straight.fit()
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(tmp_path / "cut", loss_options=mix, interrupt_at_step=10).fit()
+    resumed = make_trainer(tmp_path / "cut", loss_options=mix)
+    assert resumed.fit()["steps"] == 18
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_gradient_accumulation_equals_a_bigger_batch(tmp_path):
     no_batchnorm = {"conv_stem": False}  # BatchNorm statistics depend on the micro-batch
     a = make_trainer(tmp_path / "a", max_steps=2, batch_size=8, grad_accum=1, encoder_options=no_batchnorm)
@@ -60,8 +74,13 @@ def test_early_stopping_and_ema(tmp_path):
     trainer = make_trainer(tmp_path, epochs=10, early_stopping_patience=1, ema_decay=0.9, metric="loss", metric_mode="max")
     summary = trainer.fit()  # "maximising" validation loss stops as soon as it goes down
     assert summary["stopped_early"] and summary["epochs"] < 10
-    saved = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
-    ema, raw = saved["ema"], saved["model"]
+    # the EMA is checkpointed with everything else (accelerate's registered objects), and differs from the raw weights
+    from safetensors.torch import load_file
+
+    raw = load_file(tmp_path / "checkpoint" / "model.safetensors")
+    ema = next(e for e in (torch.load(f, weights_only=False) for f in sorted((tmp_path / "checkpoint").glob("custom_checkpoint_*.pkl")))
+               if "n_averaged" in e)  # fmt: skip
+    assert int(ema["n_averaged"]) == summary["steps"]
     assert any(not torch.equal(ema[f"module.{k}"], v) for k, v in raw.items() if f"module.{k}" in ema)
 
 
@@ -82,14 +101,25 @@ def test_mixup_and_cutmix_train(tmp_path):
 
 def test_corrupt_checkpoint_is_reported(tmp_path):
     make_trainer(tmp_path, max_steps=4).fit()
-    (tmp_path / "checkpoint" / "state.pt").write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="checkpoint is unreadable"):
-        make_trainer(tmp_path, max_steps=8).fit()
+    (tmp_path / "checkpoint" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match="cannot resume from this checkpoint.*--fresh"):
+        make_trainer(tmp_path, max_steps=4).fit()
+    assert make_trainer(tmp_path, max_steps=4).fit(resume=False)["steps"] == 4  # --fresh
+
+
+def test_a_run_folder_holds_one_configuration(tmp_path):
+    make_trainer(tmp_path, max_steps=4).fit()
+    with pytest.raises(ConfigError, match=r"other settings \(lr: 0.003 -> 0.01\).*--fresh"):
+        make_trainer(tmp_path, max_steps=4, lr=0.01).fit()
+    again = make_trainer(tmp_path, max_steps=4, num_workers=0, log_every_steps=1).fit()  # settings that change no number may differ
+    assert again["already_finished"] and again["steps"] == 4
 
 
 @pytest.mark.parametrize(
     "field,value,msg",
-    [("lr", 0.0, "learning rate"), ("mixed_precision", "fp8", "mixed_precision"), ("batch_size", 0, "batch_size"), ("ema_decay", 1.5, "ema_decay")],
+    [("lr", 0.0, "learning rate"), ("mixed_precision", "fp8", "mixed_precision"), ("batch_size", 0, "batch-size"), ("ema_decay", 1.5, "ema_decay"),
+     ("eval_every_epochs", 0, "eval-every-epochs"), ("checkpoint_every_steps", 0, "checkpoint-every-steps"), ("log_every_steps", -1, "log-every-steps"),
+     ("max_steps", 0, "max-steps"), ("warmup_ratio", 1.0, "warmup"), ("early_stopping_patience", 0, "early-stopping-patience")],
 )
 def test_bad_training_settings(field, value, msg):
     cfg = TrainConfig(**{field: value})

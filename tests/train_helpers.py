@@ -29,7 +29,7 @@ class RandomClips(Dataset):
         return {"video": self.videos[i], "label": self.labels[i]}
 
 
-def make_trainer(out, encoder="videomae-tiny", kill_at_step=None, loss_options=None, encoder_options=None, **overrides):
+def make_trainer(out, encoder="videomae-tiny", kill_at_step=None, loss_options=None, encoder_options=None, interrupt_at_step=None, **overrides):
     torch.manual_seed(0)
     extra = {"hidden_dropout_prob": 0.1} if encoder.startswith("videomae") else {}
     enc = build_encoder(encoder, num_frames=4, image_size=32, **extra, **(encoder_options or {}))
@@ -40,11 +40,13 @@ def make_trainer(out, encoder="videomae-tiny", kill_at_step=None, loss_options=N
     loss_fn = make_loss_fn(3, **(loss_options or {"label_smoothing": 0.1}))
     calls = {"n": 0}
 
-    def killing_loss(model, batch):
-        calls["n"] += 1
+    def killing_loss(model, batch, g):
+        calls["n"] += model.training  # BatchNorm recalibration runs the loss in eval mode
         if kill_at_step is not None and calls["n"] > kill_at_step:
             os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no finally blocks
-        return loss_fn(model, batch)
+        if interrupt_at_step is not None and calls["n"] > interrupt_at_step:
+            raise KeyboardInterrupt
+        return loss_fn(model, batch, g)
 
     return Trainer(model, cfg, RandomClips(), killing_loss, val_dataset=RandomClips(12, seed=1), evaluate_fn=evaluate_fn_for(3),
                    save_fn=lambda m, p: m.save_pretrained(p))  # fmt: skip

@@ -27,11 +27,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vidfm.adapt.lora import add_lora, merge_lora
 from vidfm.errors import ConfigError
 from vidfm.models.cnn import ResBlock
 from vidfm.models.common import Attention, Block, Mlp
 
 METHODS = ("full", "linear", "freeze", "lora", "adapter", "parallel", "prompt", "prefix")
+MODULE_METHODS = ("lora", "adapter", "parallel", "prompt", "prefix")  # those that add modules
 _STEM_PREFIXES = ("patch_embed", "stem", "slow_stem", "fast_stem", "cls_token", "pos_embed", "time_embed", "laterals.0")
 
 
@@ -41,13 +43,16 @@ def trainable_parameters(model: nn.Module) -> dict:
     return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}
 
 
-def apply_adaptation(model: nn.Module, method: str = "full", **options) -> nn.Module:
+def adapt_encoder(encoder: nn.Module, method: str = "full", **options) -> nn.Module:
+    """Apply an adaptation to a video encoder alone: add its modules and set which encoder
+    parameters train. The spec is kept as ``encoder.adaptation`` so the encoder saves and
+    loads as an ordinary encoder folder (``vidfm.models.save_encoder``)."""
     if method not in METHODS:
         raise ConfigError(f"unknown adaptation {method!r}; choose one of {', '.join(METHODS)}")
-    if getattr(model, "adaptation", None):
-        raise ConfigError(f"model already has a {model.adaptation['method']!r} adaptation; start from a fresh model")
-    encoder = model.encoder
-    for p in model.parameters():
+    carried = getattr(encoder, "adaptation", None)
+    if carried and method in MODULE_METHODS:
+        raise ConfigError(f"this encoder already carries a {carried['method']!r} adaptation; adapt it with full, linear or freeze:N")
+    for p in encoder.parameters():
         p.requires_grad = method == "full"
     if method == "freeze":
         n = int(options.get("blocks", 0))
@@ -58,13 +63,23 @@ def apply_adaptation(model: nn.Module, method: str = "full", **options) -> nn.Mo
         for name, p in encoder.named_parameters():
             p.requires_grad = not (id(p) in frozen or name.startswith(_STEM_PREFIXES) or name.startswith("image_tower.embeddings"))
     elif method == "lora":
-        _inject_lora(encoder, options)
+        add_lora(encoder, int(options.get("rank", 8)), float(options.get("alpha", 16)), lora_targets(encoder), float(options.get("dropout", 0.0)))
     elif method in ("adapter", "parallel"):
         _inject_adapters(encoder, parallel=method == "parallel", **options)
     elif method == "prompt":
         _inject_prompts(encoder, int(options.get("tokens", 8)))
     elif method == "prefix":
         _inject_prefixes(encoder, int(options.get("tokens", 8)))
+    if method in MODULE_METHODS:
+        encoder.adaptation = {"method": method, **options}
+    return encoder
+
+
+def apply_adaptation(model: nn.Module, method: str = "full", **options) -> nn.Module:
+    """Adapt ``model.encoder`` (see ``adapt_encoder``); the head always trains."""
+    if getattr(model, "adaptation", None):
+        raise ConfigError(f"model already has a {model.adaptation['method']!r} adaptation; start from a fresh model")
+    adapt_encoder(model.encoder, method, **options)
     for p in model.head.parameters():
         p.requires_grad = True
     model.adaptation = {"method": method, **options}
@@ -76,7 +91,7 @@ def encoder_is_frozen(model: nn.Module) -> bool:
     return bool(getattr(model, "adaptation", None)) and model.adaptation["method"] == "linear"
 
 
-# -- LoRA (peft) ---------------------------------------------------------------------------
+# -- LoRA (peft, via vidfm.adapt.lora) -----------------------------------------------------
 def lora_targets(encoder: nn.Module) -> list[str]:
     """Every Linear / Conv2d / Conv3d inside the blocks (the stem and patch embedding stay
     as they are: they see raw pixels, and LoRA there rarely helps)."""
@@ -89,19 +104,6 @@ def lora_targets(encoder: nn.Module) -> list[str]:
     return out
 
 
-def _inject_lora(encoder: nn.Module, options: dict) -> None:
-    from peft import LoraConfig, inject_adapter_in_model
-
-    rank, alpha = int(options.get("rank", 8)), float(options.get("alpha", 16))
-    if rank < 1:
-        raise ConfigError(f"LoRA rank must be >= 1, got {rank}")
-    targets = lora_targets(encoder)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=float(options.get("dropout", 0.0)), target_modules=targets)
-    inject_adapter_in_model(config, encoder)
-    for name, p in encoder.named_parameters():
-        p.requires_grad = "lora_" in name
-
-
 def merge_adaptation(model: nn.Module) -> nn.Module:
     """Fold LoRA updates into the base weights and remove the LoRA layers (outputs stay the
     same; inference costs nothing extra). Other methods add non-linear modules or tokens
@@ -109,23 +111,11 @@ def merge_adaptation(model: nn.Module) -> nn.Module:
     method = (getattr(model, "adaptation", None) or {}).get("method")
     if method != "lora":
         raise ConfigError(f"only LoRA can be merged into the base weights (this model uses {method!r})")
-    merge_lora_layers(model.encoder)
-    model.adaptation = None
+    merge_lora(model.encoder)
+    model.adaptation = model.encoder.adaptation = None
     for p in model.parameters():
         p.requires_grad = True
     return model
-
-
-def merge_lora_layers(module: nn.Module) -> None:
-    """Replace every peft LoRA layer inside ``module`` by its base layer with the update
-    ``(alpha/r) B A`` added to the weights."""
-    from peft.tuners.lora import LoraLayer
-
-    for name, layer in list(module.named_modules()):
-        if isinstance(layer, LoraLayer):
-            layer.merge()
-            parent = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
-            setattr(parent, name.rsplit(".", 1)[-1], layer.get_base_layer())
 
 
 # -- adapters ------------------------------------------------------------------------------
@@ -205,7 +195,7 @@ def _inject_prompts(encoder: nn.Module, n: int) -> None:
     blocks[0].prompt_tuning = PromptTokens(n, dim)  # lives on the block its hook reads it from
 
     def strip(_module, _args, out):
-        return out[:, n:]
+        return (out[0][:, n:], *out[1:]) if isinstance(out, tuple) else out[:, n:]
 
     blocks[0].register_forward_pre_hook(_add_prompts)
     blocks[-1].register_forward_hook(strip)
@@ -218,13 +208,13 @@ class PrefixAttention(nn.Module):
 
     def __init__(self, attn: Attention, n: int):
         super().__init__()
-        dim = attn.proj.in_features
+        dim = attn.to_out.in_features
         self.attn = attn
         self.prefix_k = nn.Parameter(torch.randn(1, n, dim) * 0.02)
         self.prefix_v = nn.Parameter(torch.randn(1, n, dim) * 0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x, prefix=(self.prefix_k.to(x.dtype), self.prefix_v.to(x.dtype)))
+    def forward(self, x: torch.Tensor, **kwargs):
+        return self.attn(x, prefix=(self.prefix_k.to(x.dtype), self.prefix_v.to(x.dtype)), **kwargs)
 
 
 def _inject_prefixes(encoder: nn.Module, n: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, train_config_from
+from vidfm.cli.common import add_train_options, for_each_video, print_json, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
 from vidfm.errors import ConfigError
 
 
@@ -85,48 +85,45 @@ def run_train_classify(args) -> int:
     if args.json:
         print_json(summary)
         return 0
+    if report_finished(summary, args.out):
+        return 0
     p = summary["params"]
     print(f"trained {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s; "
           f"trainable {p['trainable']:,} of {p['total']:,} parameters ({p['percent']:.2f} %)")  # fmt: skip
     print(f"best validation accuracy {summary['best']:.4f}" + (" (stopped early)" if summary["stopped_early"] else ""))
-    if summary["skipped_videos"]:
-        print(f"skipped {len(summary['skipped_videos'])} unreadable videos: {', '.join(summary['skipped_videos'][:5])}")
+    report_skipped(summary["skipped_videos"])
     print(f"model: {Path(args.out) / 'best'}   curves: {Path(args.out) / 'curves.png'}")
+    warn_if_collapsed(summary["best_eval"])
     return 0
 
 
 def _load_classifier(path):
     from vidfm.tasks.classify import VideoClassifier
 
-    from vidfm.training import model_folder
+    from vidfm.files import model_folder
 
     path = model_folder(path, "classifier.json")
     return VideoClassifier.from_pretrained(path), path
 
 
 def run_eval(args) -> int:
-    from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records
-    from vidfm.cli.retrieval_commands import is_video_text_model, run_eval_retrieval
-    from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
-
     from vidfm.cli.ground_commands import is_grounding_model, run_eval_grounding
+    from vidfm.cli.retrieval_commands import is_video_text_model, run_eval_retrieval
+    from vidfm.data.datasets import DataSource, VideoDataset
+    from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
 
     if is_video_text_model(args.model):
         return run_eval_retrieval(args)
     if is_grounding_model(args.model):
         return run_eval_grounding(args)
     model, path = _load_classifier(args.model)
-    data = Path(args.data)
-    common = dict(num_frames=model.num_frames, decode_size=(model.image_size, model.image_size), sampler="segments")
-    if (data / "world.json").exists():
-        world = SyntheticWorld(data)
-        if world.classes != model.classes:
-            raise ConfigError(f"{data}: the world's labels differ from the model's")
-        dataset = world.classification(args.split, **common)
-    else:
-        dataset = VideoDataset(classification_records(data, classes=model.classes)[0], **common)
+    source = DataSource(args.data)
+    if source.is_world and source.world().classes != model.classes:
+        raise ConfigError(f"{args.data}: the world's labels differ from the model's")
+    records, _ = source.classification(args.split, classes=model.classes)
+    dataset = VideoDataset(records, num_frames=model.num_frames, decode_size=(model.image_size, model.image_size), sampler="segments")
     metrics = evaluate_classifier(model, dataset, args.batch_size, progress=lambda it: progress(it, "evaluating", unit="batch"))
-    out = Path(args.confusion) if args.confusion else path / f"confusion_{args.split if (data / 'world.json').exists() else 'data'}.png"
+    out = Path(args.confusion) if args.confusion else path / f"confusion_{args.split if source.is_world else 'data'}.png"
     plot_confusion_for(metrics, model.classes, out)
     metrics["confusion_png"] = str(out)
     if args.json:
@@ -137,6 +134,8 @@ def run_eval(args) -> int:
     for name, acc in metrics["per_class_accuracy"].items():
         print(f"  {name:<16} {'-' if acc != acc else f'{acc:.3f}'}")
     print(f"confusion matrix: {out}")
+    report_skipped(metrics["skipped"])
+    warn_if_collapsed(metrics)
     return 0
 
 
@@ -144,12 +143,12 @@ def run_predict(args) -> int:
     from vidfm.tasks.classify import predict
 
     model, _ = _load_classifier(args.model)
-    results = {v: predict(model, v, top=args.top) for v in args.videos}
+    results, failed = for_each_video(args.videos, lambda v: [{"label": lab, "probability": p} for lab, p in predict(model, v, top=args.top)])
     if args.json:
-        print_json({v: [{"label": lab, "probability": p} for lab, p in r] for v, r in results.items()})
-        return 0
-    for v, r in results.items():
-        print(v)
-        for lab, p in r:
-            print(f"  {p:6.3f}  {lab}")
-    return 0
+        print_json({**results, **({"errors": failed} if failed else {})})
+    else:
+        for v, r in results.items():
+            print(v)
+            for item in r:
+                print(f"  {item['probability']:6.3f}  {item['label']}")
+    return 1 if failed else 0

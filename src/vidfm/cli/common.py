@@ -2,8 +2,66 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (argparse's own formatter skips options
+    without help text, and those whose help already mentions a default)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if action.option_strings and default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def for_each_video(videos, work) -> tuple[dict, dict]:
+    """``work(video)`` for every video; a file that fails with a ``VidfmError`` is reported
+    on stderr (one line each) and the others still run. -> (results, errors by file)."""
+    from vidfm.errors import VidfmError
+
+    results, failed = {}, {}
+    for v in videos:
+        try:
+            results[v] = work(v)
+        except VidfmError as e:
+            failed[v] = str(e)
+            print(f"error: {e}", file=sys.stderr)
+    return results, failed
+
+
+def report_skipped(paths) -> None:
+    if paths:
+        print(f"skipped {len(paths)} unreadable videos: {', '.join(map(str, list(paths)[:5]))}" + (" ..." if len(paths) > 5 else ""))
+
+
+def report_finished(summary: dict, out) -> bool:
+    """A run folder whose training had already ended: say so (True) instead of a summary."""
+    if not summary.get("already_finished"):
+        return False
+    best = summary.get("best")
+    print(f"{out}: this run already finished ({summary['steps']} steps" + (f", best validation score {best:.4f}" if best is not None else "")
+          + "); nothing to do. Pass --fresh to train it again from scratch, or choose another --out.")  # fmt: skip
+    return True
+
+
+def warn_if_collapsed(metrics: dict) -> None:
+    """Loud, on stderr: the model gives (almost) the same output for every video."""
+    if metrics and metrics.get("collapsed"):
+        spread = next((v for k, v in metrics.items() if k.endswith("_spread")), float("nan"))
+        print(f"WARNING: the model's outputs barely differ from video to video (relative spread {spread:.1e}): it has "
+              "collapsed, and its scores and predictions are meaningless. Train longer or with another --lr, or check the data.",
+              file=sys.stderr)  # fmt: skip
 
 
 def print_json(obj) -> None:
@@ -18,23 +76,25 @@ def progress(iterable, desc: str, total: int | None = None, unit: str = "it"):
     return tqdm(iterable, desc=desc, total=total, unit=unit, disable=None, file=sys.stderr)
 
 
-def add_train_options(p, lr: float = 1e-3, epochs: int = 10) -> None:
+def add_train_options(p, lr: float = 1e-3, epochs: int = 10, batch_size: int = 16) -> None:
     """The trainer's options, shared by every ``train``/``pretrain`` command."""
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps (default 0.1)")
+    p.add_argument("--epochs", type=int, default=epochs, help="passes over the training data")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="clips per optimizer step (per process)")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (not on biases and norms)")
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps, then cosine decay")
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0 disables)")
     p.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="mixed precision")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward to save memory")
     p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (evaluation uses the EMA)")
     p.add_argument("--early-stop", type=int, help="stop after this many evaluations without improvement")
-    p.add_argument("--checkpoint-every", type=int, default=50, help="save a resumable checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in OUT and start over")
+    p.add_argument("--precise-bn", type=int, default=16, help="recompute BatchNorm statistics over this many batches before each evaluation (0 = off)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="save a resumable checkpoint every N steps (and after every epoch)")
+    p.add_argument("--log-every", type=int, default=10, help="log the training loss every N steps")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, initialisation)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing run in OUT and start over (without it, an interrupted run resumes)")
 
 
 def train_config_from(args):
@@ -45,4 +105,5 @@ def train_config_from(args):
         weight_decay=args.weight_decay, warmup_ratio=args.warmup, grad_accum=args.grad_accum,
         max_grad_norm=args.clip_grad or None, mixed_precision=args.precision, gradient_checkpointing=args.grad_checkpointing,
         ema_decay=args.ema, early_stopping_patience=args.early_stop, checkpoint_every_steps=args.checkpoint_every, seed=args.seed,
+        bn_recalibration_batches=args.precise_bn, log_every_steps=args.log_every,
     )  # fmt: skip

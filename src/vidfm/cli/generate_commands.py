@@ -110,23 +110,26 @@ def run_generate(args) -> int:
         raise ConfigError(f"{out}: choose an .mp4 or .gif output")
     if args.last and not args.image:
         raise ConfigError("--last needs --image (first+last frame to video)")
+    import torch
+
     pipe = VideoGenerationPipeline.from_pretrained(args.model)
-    h, w = pipe.meta["height"], pipe.meta["width"]
-    kwargs = dict(steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, seed=args.seed, progress=True)
+    h, w = pipe.config.height, pipe.config.width
+    kwargs = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler, progress=True)
+    generator = torch.Generator().manual_seed(args.seed)
     if args.extend:
         with VideoReader(args.extend, size=(h, w)) as r:
             frames = r.get_frames(list(range(len(r))))
-        videos = [pipe.extend(frames, args.prompt, windows=args.windows, **kwargs)]
+        videos = [pipe.extend(frames, args.prompt, windows=args.windows, generator=generator, **kwargs)]
     else:
         image = load_image(args.image, h, w) if args.image else None
         last = load_image(args.last, h, w) if args.last else None
-        videos = list(pipe(args.prompt, image=image, last_image=last, num_videos=args.num_videos, **kwargs))
+        videos = list(pipe(args.prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, **kwargs).frames)
         if args.windows > 1:
-            videos = [pipe.extend(v, args.prompt, windows=args.windows - 1, **kwargs) for v in videos]
+            videos = [pipe.extend(v, args.prompt, windows=args.windows - 1, generator=generator, **kwargs) for v in videos]
     written = []
     for k, video in enumerate(videos):
         path = out if len(videos) == 1 else out.with_name(f"{out.stem}_{k}{out.suffix}")
-        write_video(path, video, fps=pipe.meta["fps"])
+        write_video(path, video, fps=pipe.config.fps)
         sheet = save_contact_sheet(path.with_suffix(".png"), video, scale=max(1, 128 // w), title=args.prompt)
         written.append({"video": str(path), "contact_sheet": str(sheet), "frames": int(video.shape[0])})
     if args.json:

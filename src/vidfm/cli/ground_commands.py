@@ -62,15 +62,16 @@ def run_ground(args) -> int:
 def is_grounding_model(path) -> bool:
     from vidfm.tasks.ground import META
 
-    from vidfm.training import model_folder
+    from vidfm.files import model_folder
 
     return (model_folder(path, META) / META).exists()
 
 
 def run_eval_grounding(args) -> int:
-    from vidfm.tasks.ground import Grounder, grounding_records
+    from vidfm.data.datasets import DataSource
+    from vidfm.tasks.ground import Grounder
 
-    metrics = Grounder(args.model).evaluate(grounding_records(args.data, args.split), progress=lambda it: progress(it, "clip features", unit="sentence"))
+    metrics = Grounder(args.model).evaluate(DataSource(args.data).grounding(args.split), progress=lambda it: progress(it, "clip features", unit="sentence"))
     if args.json:
         print_json(metrics)
         return 0

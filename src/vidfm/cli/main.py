@@ -4,7 +4,6 @@ with a non-zero exit (no traceback for user mistakes)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from vidfm import __version__
@@ -14,13 +13,15 @@ from vidfm.errors import VidfmError
 def build_parser() -> argparse.ArgumentParser:
     from vidfm.cli import classify_commands, generate_commands, ground_commands, io_commands, retrieval_commands, shots_commands, synth_command
 
-    parser = argparse.ArgumentParser(
+    from vidfm.cli.common import Parser
+
+    parser = Parser(
         prog="vidfm",
         description="Video foundation models: read, sample, encode, train, understand and generate video.",
         epilog="Run 'vidfm COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"vidfm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     train = sub.add_parser("train", help="train a task model (classify, ground, vae, denoiser)", description="Train a task model.")
     tsub = train.add_subparsers(dest="objective", metavar="TASK")
     train.set_defaults(run=lambda args: (train.print_help(), 2)[1])
@@ -32,13 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_hub_progress() -> None:
-    """transformers' per-file load/save bars add noise to every command; ours stay."""
-    try:
-        from transformers.utils import logging
+    """transformers' and diffusers' per-file load/save bars add noise to every command; ours stay."""
+    import importlib
 
-        logging.disable_progress_bar()
-    except ImportError:
-        pass
+    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
+        try:
+            importlib.import_module(name).disable_progress_bar()
+        except ImportError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (| head): not an error
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush does
+    not raise again (the recipe in Python's signal documentation)."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

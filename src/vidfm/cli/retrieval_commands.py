@@ -197,7 +197,7 @@ def run_zeroshot(args) -> int:
 
 def is_video_text_model(path) -> bool:
     from vidfm.objectives.video_text import META
-    from vidfm.training import model_folder
+    from vidfm.files import model_folder
 
     return (model_folder(path, META) / META).exists()
 

@@ -15,7 +15,8 @@ def register(sub) -> None:
             "boundaries, train/val/test splits and a held-out compositional split. Deterministic from --seed."
         ),
     )
-    p.add_argument("out", help="output folder (created; existing files are overwritten)")
+    p.add_argument("out", help="output folder (created; it must be new or empty unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing world in OUT (the new one is rendered aside, then swapped in)")
     p.add_argument("--videos", type=int, default=120, help="number of videos (default 120)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same world")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
@@ -48,7 +49,7 @@ def run(args) -> int:
         camera_motion_fraction=args.camera_motion,
         frame_code=args.frame_code,
     )
-    summary = generate_world(args.out, cfg, progress=lambda it: progress(it, "rendering", unit="video"))
+    summary = generate_world(args.out, cfg, progress=lambda it: progress(it, "rendering", unit="video"), overwrite=args.overwrite)
     summary["stats_plot"] = str(plot_world_stats(args.out))
     if args.json:
         print_json(summary)

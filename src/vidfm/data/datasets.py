@@ -97,16 +97,6 @@ def classification_from_folder(root, classes: Sequence[str] | None = None) -> tu
     return records, names
 
 
-def classification_records(path, classes: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
-    """Records from a ``path,label`` CSV or a folder with one sub-folder per class."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return classification_from_csv(path, classes=classes)
-    if path.is_dir():
-        return classification_from_folder(path, classes=classes)
-    raise DatasetError(f"{path}: expected a CSV file or a folder of class folders")
-
-
 def captions_from_jsonl(path, root=None) -> list[dict]:
     """MSR-VTT-style JSONL: ``{"video_id", "path", "captions": [...]}`` per line."""
     path = Path(path)
@@ -151,30 +141,162 @@ def grounding_from_sta(path, video_dir, suffix: str = ".mp4") -> list[dict]:
     return out
 
 
+def _world_split(split: str) -> str:
+    from vidfm.data.synthetic import SPLITS
+
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split
+
+
+class DataSource:
+    """The one place that knows every dataset layout vidfm reads, and what each can give:
+
+    ============== ======================================================================
+    ``world``      a synthetic world (``vidfm synth``): every task, with splits
+    ``csv``        ``path,label`` (classification) or a ``path`` column (videos only)
+    ``jsonl``      ``{"path", "captions"}`` per line (MSR-VTT style): videos and captions
+    ``classes``    a folder of sub-folders only: one per class (its videos: all of them)
+    ``videos``     a folder with videos in it: every video under it (recursively)
+    ``video``      a single video file
+    ============== ======================================================================
+
+    Paths inside a CSV or JSONL are relative to the file's folder. Asking a source for
+    something it does not hold (captions of a CSV, grounding of a folder) raises a
+    ``DatasetError`` saying what would work.
+    """
+
+    def __init__(self, data):
+        self.path = Path(data)
+        p = self.path
+        if not p.exists():
+            raise DatasetError(f"{p}: no such file or folder")
+        if p.is_dir():
+            if (p / "world.json").exists():
+                self.kind = "world"
+            else:
+                subdirs = [d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")]
+                direct = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES]
+                self.kind = "classes" if subdirs and not direct else "videos"
+        elif p.suffix.lower() == ".csv":
+            self.kind = "csv"
+        elif p.suffix.lower() == ".jsonl":
+            self.kind = "jsonl"
+        elif p.suffix.lower() in VIDEO_SUFFIXES:
+            self.kind = "video"
+        else:
+            raise DatasetError(f"{p}: not a dataset vidfm reads (a synthetic world, a CSV, a captions JSONL, a folder of videos or a video file)")
+
+    @property
+    def is_world(self) -> bool:
+        return self.kind == "world"
+
+    def world(self) -> SyntheticWorld:
+        if not self.is_world:
+            raise DatasetError(f"{self.path}: not a synthetic world (no world.json)")
+        return SyntheticWorld(self.path)
+
+    def videos(self, split: str = "train") -> list[dict]:
+        """``{path}`` records (with captions where the source has them)."""
+        if self.kind in ("world", "jsonl"):
+            return self.captions(split)
+        if self.kind == "video":
+            return [{"path": str(self.path)}]
+        if self.kind == "csv":
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            if not rows or "path" not in rows[0]:
+                raise DatasetError(f"{self.path}: needs a header with a 'path' column")
+            return [{"path": str(p if (p := Path(r["path"])).is_absolute() else self.path.parent / p)} for r in rows]
+        records = [{"path": str(p)} for p in find_videos(self.path)]
+        if not records:
+            raise DatasetError(f"{self.path}: no videos found")
+        return records
+
+    def classification(self, split: str = "train", classes: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+        if self.is_world:
+            world = self.world()
+            names = list(classes) if classes is not None else world.classes
+            return classification_from_csv(self.path / "classification" / f"{_world_split(split)}.csv", self.path, names)[0], names
+        if self.kind == "csv":
+            return classification_from_csv(self.path, classes=classes)
+        if self.kind == "classes":
+            return classification_from_folder(self.path, classes=classes)
+        raise DatasetError(f"{self.path}: has no labels; classification needs a synthetic world, a CSV of 'path,label' or a folder with one sub-folder per class")
+
+    def captions(self, split: str = "train") -> list[dict]:
+        if self.is_world:
+            return captions_from_jsonl(self.path / "captions" / f"{_world_split(split)}.jsonl", self.path)
+        if self.kind == "jsonl":
+            return captions_from_jsonl(self.path, self.path.parent)
+        raise DatasetError(f"{self.path}: has no captions; this needs a synthetic world or a JSONL of {{\"path\", \"captions\"}} per line")
+
+    def grounding(self, split: str = "train") -> list[dict]:
+        if self.is_world:
+            return grounding_from_sta(self.path / "grounding" / f"{_world_split(split)}.txt", self.path / "videos")
+        raise DatasetError(f"{self.path}: grounding data must be a synthetic world (for Charades-STA files use vidfm.data.grounding_from_sta)")
+
+    def qa(self, split: str = "train") -> list[dict]:
+        if self.is_world:
+            return qa_from_jsonl(self.path / "qa" / f"{_world_split(split)}.jsonl", self.path)
+        if self.kind == "jsonl":
+            return qa_from_jsonl(self.path, self.path.parent)
+        raise DatasetError(f"{self.path}: has no questions; QA needs a synthetic world or a JSONL of {{\"path\", \"question\", \"answer\"}}")
+
+
 class SkipsUnreadable(Dataset):
-    """Base for datasets of video records: ``__getitem__`` calls ``self.load(i)`` and, when
-    the video cannot be decoded, warns once per file, counts it in ``skipped`` and serves
-    the next record (``on_error="skip"``), or raises (``"raise"``)."""
+    """Base for datasets of video records: ``__getitem__`` calls ``self.load(i)``. A video
+    that cannot be decoded is warned about once and counted in ``skipped``; then
+
+    * in training (``train=True``) the next readable record is served instead, so batches
+      stay full;
+    * in evaluation the item is ``None`` and ``collate_readable`` drops it, so a metric
+      never counts another video twice in its place.
+
+    ``on_error="raise"`` raises instead."""
 
     records: list[dict]
     on_error: str = "skip"
+    train: bool = True
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> dict:
+    def _skip(self, e: VideoDecodeError) -> None:
+        if self.on_error == "raise":
+            raise e
         skipped = self.__dict__.setdefault("skipped", set())
-        for attempt in range(len(self.records)):
-            j = (i + attempt) % len(self.records)
+        if e.path not in skipped:
+            skipped.add(e.path)
+            warnings.warn(f"skipping unreadable video: {e}", stacklevel=3)
+
+    def __getitem__(self, i: int) -> dict | None:
+        if not self.train:
             try:
-                return self.load(j)
+                return self.load(i)
             except VideoDecodeError as e:
-                if self.on_error == "raise":
-                    raise
-                if e.path not in skipped:
-                    skipped.add(e.path)
-                    warnings.warn(f"skipping unreadable video: {e}", stacklevel=2)
-        raise DatasetError(f"no video in this dataset could be decoded ({len(skipped)} failed)")
+                self._skip(e)
+                return None
+        for attempt in range(len(self.records)):
+            try:
+                return self.load((i + attempt) % len(self.records))
+            except VideoDecodeError as e:
+                self._skip(e)
+        raise DatasetError(f"no video in this dataset could be decoded ({len(self.__dict__.get('skipped', ()))} failed)")
+
+
+def collate_readable(items: list) -> dict | None:
+    """``default_collate`` without the items of unreadable videos (``None``); a batch in
+    which nothing could be read is ``None``."""
+    from torch.utils.data import default_collate
+
+    items = [x for x in items if x is not None]
+    return default_collate(items) if items else None
+
+
+def readable_batches(loader):
+    """The batches of ``loader`` that hold at least one video."""
+    return (b for b in loader if b is not None)
 
 
 class VideoDataset(SkipsUnreadable):
@@ -268,11 +390,7 @@ class SyntheticWorld:
         self.answers = [a for a in (self.root / "qa" / "answers.txt").read_text().splitlines() if a]
 
     def _split(self, split: str) -> str:
-        from vidfm.data.synthetic import SPLITS
-
-        if split not in SPLITS:
-            raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        return split
+        return _world_split(split)
 
     def classification(self, split: str = "train", **kwargs) -> VideoDataset:
         records, _ = classification_from_csv(self.root / "classification" / f"{self._split(split)}.csv", self.root, self.classes)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vidfm.errors import ConfigError
+from vidfm.files import atomic_save_dir, atomic_write_text
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 45, 45),
@@ -559,29 +559,35 @@ def shot_ranges(spec: VideoSpec) -> list[list[int]]:
 # ---------------------------------------------------------------------------------------
 # Writing a world
 # ---------------------------------------------------------------------------------------
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def generate_world(
-    out: str | os.PathLike, cfg: WorldConfig, progress: Callable | None = None
-) -> dict:
+def generate_world(out: str | os.PathLike, cfg: WorldConfig, progress: Callable | None = None, overwrite: bool = False) -> dict:
     """Render and write a whole world to ``out``; returns a summary (also in ``world.json``).
 
     Layout: ``videos/*.mp4``, ``metadata.jsonl`` (full ground truth), ``labels.txt``,
     ``classification/<split>.csv`` (``path,label``), ``captions/<split>.jsonl``,
     ``qa/<split>.jsonl`` + ``qa/answers.txt``, ``grounding/<split>.txt`` (Charades-STA:
     ``id start end##sentence``), ``shots.jsonl`` and an ``overview.png`` contact sheet.
-    """
-    from vidfm.io.writer import save_contact_sheet, write_video
 
+    The world is rendered into ``out.tmp`` and swapped in when complete, so an existing
+    folder is never left with old videos beside new annotations (or half a world after a
+    crash). A non-empty ``out`` is only replaced with ``overwrite=True``.
+    """
     cfg.validate()
     root = Path(out)
-    (root / "videos").mkdir(parents=True, exist_ok=True)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())) and not overwrite:
+        what = "is a file" if not root.is_dir() else "already exists and is not empty"
+        raise ConfigError(f"{root}: {what}; choose another folder or pass --overwrite to replace it")
+    if root.exists() and not root.is_dir():
+        root.unlink()
+    summary = {}
+    atomic_save_dir(root, lambda d: summary.update(_write_world(d, root, cfg, progress)))
+    return summary
+
+
+def _write_world(d: Path, root: Path, cfg: WorldConfig, progress: Callable | None) -> dict:
+    """Everything ``generate_world`` writes, into folder ``d`` (published later as ``root``)."""
+    from vidfm.io.writer import save_contact_sheet, write_video
+
+    (d / "videos").mkdir(parents=True, exist_ok=True)
     plans = _plan(cfg)
     metas: list[dict] = []
     cls_rows: dict[str, list[str]] = {s: [] for s in SPLITS}
@@ -598,7 +604,7 @@ def generate_world(
         spec = sample_video_spec(cfg, i, plans[i])
         video = render_video(spec, frame_code=cfg.frame_code)
         rel = f"videos/{spec.video_id}.mp4"
-        write_video(root / rel, video, fps=cfg.fps, crf=cfg.crf, gop=2 * cfg.fps)
+        write_video(d / rel, video, fps=cfg.fps, crf=cfg.crf, gop=2 * cfg.fps)
         rng = np.random.default_rng([cfg.seed, i, 1])
         captions = captions_for(spec, rng)
         multi = len(spec.shots) > 1
@@ -636,16 +642,16 @@ def generate_world(
         if len(thumbs) < 12:
             thumbs.append(video[len(video) // 2])
             thumb_labels.append(f"{spec.video_id} {captions[1][:28]}")
-    _atomic_write_text(root / "labels.txt", "\n".join(ACTIONS) + "\n")
+    atomic_write_text(d / "labels.txt", "\n".join(ACTIONS) + "\n")
     for split in SPLITS:
-        _atomic_write_text(root / "classification" / f"{split}.csv", "path,label\n" + "".join(r + "\n" for r in cls_rows[split]))
-        _atomic_write_text(root / "captions" / f"{split}.jsonl", "".join(r + "\n" for r in cap_rows[split]))
-        _atomic_write_text(root / "qa" / f"{split}.jsonl", "".join(r + "\n" for r in qa_rows[split]))
-        _atomic_write_text(root / "grounding" / f"{split}.txt", "".join(r + "\n" for r in gnd_rows[split]))
-    _atomic_write_text(root / "qa" / "answers.txt", "\n".join(sorted(answers)) + "\n")
-    _atomic_write_text(root / "shots.jsonl", "".join(s + "\n" for s in shot_lines))
-    _atomic_write_text(root / "metadata.jsonl", "".join(json.dumps(m) + "\n" for m in metas))
-    save_contact_sheet(root / "overview.png", np.stack(thumbs), labels=thumb_labels, columns=4, scale=3)
+        atomic_write_text(d / "classification" / f"{split}.csv", "path,label\n" + "".join(r + "\n" for r in cls_rows[split]))
+        atomic_write_text(d / "captions" / f"{split}.jsonl", "".join(r + "\n" for r in cap_rows[split]))
+        atomic_write_text(d / "qa" / f"{split}.jsonl", "".join(r + "\n" for r in qa_rows[split]))
+        atomic_write_text(d / "grounding" / f"{split}.txt", "".join(r + "\n" for r in gnd_rows[split]))
+    atomic_write_text(d / "qa" / "answers.txt", "\n".join(sorted(answers)) + "\n")
+    atomic_write_text(d / "shots.jsonl", "".join(s + "\n" for s in shot_lines))
+    atomic_write_text(d / "metadata.jsonl", "".join(json.dumps(m) + "\n" for m in metas))
+    save_contact_sheet(d / "overview.png", np.stack(thumbs), labels=thumb_labels, columns=4, scale=3)
     label_counts = Counter(m["label"] for m in metas if m["label"])
     summary = {
         "root": str(root),
@@ -661,5 +667,5 @@ def generate_world(
         "held_out_pairs": [list(p) for p in HELD_OUT_PAIRS],
         "overview": str(root / "overview.png"),
     }
-    _atomic_write_text(root / "world.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(d / "world.json", json.dumps(summary, indent=2) + "\n")
     return summary

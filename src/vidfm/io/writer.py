@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vidfm.errors import ConfigError
+from vidfm.files import atomic_file
 
 _CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9"}
 
@@ -66,13 +66,10 @@ def write_video(
     pad_h, pad_w = h % 2, w % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         rate = _as_rate(fps)
         muxer = {"movflags": "faststart"} if faststart and suffix in (".mp4", ".mov") else {}
-        with av.open(tmp, mode="w", options=muxer) as container:
+        with av.open(str(tmp), mode="w", options=muxer) as container:
             stream = container.add_stream(_CODECS[suffix], rate=rate)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
@@ -89,10 +86,6 @@ def write_video(
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -106,12 +99,8 @@ def write_gif(path: str | os.PathLike, clip, fps: float = 8.0, *, loop: int = 0)
     path = Path(path)
     frames = to_uint8_frames(clip)
     images = [Image.fromarray(f) for f in frames]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    images[0].save(
-        tmp, format="GIF", save_all=True, append_images=images[1:], duration=max(int(round(1000 / fps)), 20), loop=loop
-    )
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=max(int(round(1000 / fps)), 20), loop=loop)
     return path
 
 
@@ -150,6 +139,7 @@ def contact_sheet(
 
 def save_contact_sheet(path: str | os.PathLike, frames, **kwargs) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    contact_sheet(frames, **kwargs).save(path)
+    sheet = contact_sheet(frames, **kwargs)
+    with atomic_file(path) as tmp:
+        sheet.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
     return path

@@ -61,17 +61,37 @@ def build_encoder(name: str, **overrides) -> VideoEncoder:
     return ENCODER_CLASSES[config_cls.model_type](config)
 
 
-def load_encoder(path, **kwargs) -> VideoEncoder:
-    """Open an encoder folder: vidfm's own, a trained classifier or run folder (its encoder),
-    transformers VideoMAE/TimeSformer, or an image tower (CLIP, SigLIP, ViT) which becomes
-    a ``FrameEncoder``."""
-    from vidfm.training import model_folder
+ADAPTATION = "adaptation.json"
+
+
+def save_encoder(encoder: VideoEncoder, folder) -> None:
+    """Write ``encoder`` into ``folder`` as an ordinary encoder folder: ``config.json`` and
+    ``model.safetensors``, plus ``adaptation.json`` when it carries an adaptation that adds
+    modules (LoRA, adapters, prompts, prefixes), so ``load_encoder`` rebuilds it exactly."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    spec = getattr(encoder, "adaptation", None)
+    if not spec:
+        encoder.save_pretrained(folder)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder.config.save_pretrained(folder)
+    save_file({k: v.detach().contiguous().clone() for k, v in encoder.state_dict().items()}, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / ADAPTATION).write_text(json.dumps(spec, indent=2))
+
+
+def load_encoder(path, merge_lora: bool = True, **kwargs) -> VideoEncoder:
+    """Open an encoder folder: vidfm's own (any run folder stands for its ``best/``; a
+    classifier's or a pre-training run's folder is one too), transformers
+    VideoMAE/TimeSformer, or an image tower (CLIP, SigLIP, ViT) which becomes a
+    ``FrameEncoder``. An encoder saved with an adaptation gets it back; LoRA is folded into
+    the weights unless ``merge_lora=False``."""
+    from vidfm.files import model_folder
 
     folder = model_folder(path)
-    if (folder / "classifier.json").exists():  # a trained classifier: reuse its encoder
-        from vidfm.tasks.classify import VideoClassifier
-
-        return VideoClassifier.from_pretrained(folder).encoder.train()
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a model folder" + (" (it is a file)" if folder.exists() else " (not found)"))
     cfg_file = folder / "config.json"
     if not cfg_file.exists():
         raise ConfigError(f"{folder}: no config.json; expected a saved encoder folder")
@@ -80,7 +100,7 @@ def load_encoder(path, **kwargs) -> VideoEncoder:
     except json.JSONDecodeError:
         raise ConfigError(f"{cfg_file}: not valid JSON") from None
     if model_type in ENCODER_CLASSES:
-        return ENCODER_CLASSES[model_type].from_pretrained(str(folder), **kwargs)
+        return _load_vidfm_encoder(folder, ENCODER_CLASSES[model_type], merge_lora, **kwargs)
     if model_type == "videomae":
         return VideoMAEEncoder.from_transformers(folder, **kwargs)
     if model_type == "timesformer":
@@ -88,6 +108,53 @@ def load_encoder(path, **kwargs) -> VideoEncoder:
     if model_type in ("clip", "clip_vision_model", "siglip", "siglip_vision_model", "vit", "dinov2"):
         return FrameEncoder.from_image_tower(folder, **kwargs)
     raise ConfigError(f"{folder}: model_type {model_type!r} is not a video encoder vidfm can load")
+
+
+def _load_vidfm_encoder(folder: Path, cls: type[VideoEncoder], merge_lora: bool, **kwargs) -> VideoEncoder:
+    """Load strictly: a checkpoint that does not fit is refused instead of leaving layers
+    newly initialised. Folders written before the attention modules were unified (fused
+    ``qkv``) are converted on the way in."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from vidfm.models.attention import has_old_attention_keys, upgrade_attention_keys
+
+    weights = folder / "model.safetensors"
+    try:
+        with safe_open(str(weights), "pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # noqa: BLE001 - missing, truncated or not safetensors at all
+        raise ConfigError(f"{weights}: missing or unreadable ({str(e).splitlines()[0][:100]})") from None
+    spec = json.loads((folder / ADAPTATION).read_text()) if (folder / ADAPTATION).exists() else None
+    if spec or has_old_attention_keys(keys):  # written by save_encoder / an older vidfm: in-memory key names
+        model = cls(cls.config_class.from_pretrained(str(folder), **kwargs))
+        if spec:
+            from vidfm.adapt import adapt_encoder
+
+            adapt_encoder(model, **spec)
+        try:
+            model.load_state_dict(upgrade_attention_keys(load_file(weights)))
+        except RuntimeError as e:
+            raise ConfigError(f"{folder}: weights do not match its config.json ({_first_problem(e)})") from None
+    else:
+        try:
+            model, info = cls.from_pretrained(str(folder), output_loading_info=True, **kwargs)
+        except RuntimeError as e:
+            raise ConfigError(f"{folder}: weights do not match its config.json ({_first_problem(e)})") from None
+        problems = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if problems:
+            raise ConfigError(f"{folder}: weights do not match its config.json ({'; '.join(f'{k} {sorted(v)[:3]}' for k, v in problems.items())})")
+    if spec and spec["method"] == "lora" and merge_lora:
+        from vidfm.adapt.lora import merge_lora as fold
+
+        fold(model)
+        model.adaptation = None
+    return model.eval()
+
+
+def _first_problem(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0])[:160]
 
 
 def resolve_encoder(name_or_path: str, **overrides) -> VideoEncoder:
@@ -113,4 +180,5 @@ __all__ = [
     "build_encoder",
     "load_encoder",
     "resolve_encoder",
+    "save_encoder",
 ]

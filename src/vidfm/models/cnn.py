@@ -112,15 +112,25 @@ class R2Plus1DConfig(VideoEncoderConfig):
         self.hidden_size = self.widths[-1]
 
 
+def as_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) feature map -> (B, T*H*W, C) tokens."""
+    return rearrange(x, "b c t h w -> b (t h w) c")
+
+
 class _StagedCNN(VideoEncoder):
     """A stem followed by ``blocks`` (stages) on (B, C, T, H, W)."""
 
-    def features(self, video: torch.Tensor) -> torch.Tensor:
+    def features(self, video: torch.Tensor, output_hidden_states: bool = False):
+        """The last feature map, and (with ``output_hidden_states``) the stem's and every
+        stage's output as tokens."""
         self.check_video(video)
         x = self.stem(rearrange(video, "b t c h w -> b c t h w"))
+        hidden = [as_tokens(x)] if output_hidden_states else None
         for stage in self.blocks:
             x = stage(x)
-        return x
+            if hidden is not None:
+                hidden.append(as_tokens(x))
+        return x, (tuple(hidden) if hidden is not None else None)
 
 
 class R2Plus1DEncoder(_StagedCNN):
@@ -142,9 +152,9 @@ class R2Plus1DEncoder(_StagedCNN):
         self.blocks = make_stages(c.widths, c.layers, c.stem_width, "2plus1d", c.drop_path_rate)
         self.post_init()
 
-    def forward(self, video: torch.Tensor) -> EncoderOutput:
-        x = self.features(video)
-        return EncoderOutput(tokens=rearrange(x, "b c t h w -> b (t h w) c"), pooled=x.mean((2, 3, 4)))
+    def forward(self, video: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
+        x, hidden = self.features(video, output_hidden_states)
+        return EncoderOutput(tokens=as_tokens(x), pooled=x.mean((2, 3, 4)), hidden_states=hidden)
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,8 +209,8 @@ class TSNEncoder(_StagedCNN):
             self.temporal = None
         self.post_init()
 
-    def forward(self, video: torch.Tensor) -> EncoderOutput:
-        x = self.features(video)
+    def forward(self, video: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
+        x, hidden = self.features(video, output_hidden_states)
         if self.grid_proj is None:
             frames = rearrange(x.mean((3, 4)), "b c t -> b t c")
         else:
@@ -211,7 +221,7 @@ class TSNEncoder(_StagedCNN):
             frames = frames + rearrange(self.temporal(rearrange(frames, "b t c -> b c t")), "b c t -> b t c")
         elif self.config.temporal == "lstm":
             frames = self.temporal(frames)[0]
-        return EncoderOutput(tokens=frames, pooled=frames.mean(1))
+        return EncoderOutput(tokens=frames, pooled=frames.mean(1), hidden_states=hidden + (frames,) if hidden else None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -277,16 +287,24 @@ class SlowFastEncoder(VideoEncoder):
         self.blocks = nn.ModuleList(pairs)  # stage i = (slow, fast)
         self.post_init()
 
-    def forward(self, video: torch.Tensor) -> EncoderOutput:
+    def forward(self, video: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
+        """Hidden states are the slow pathway's stem and stage outputs, each with the fast
+        pathway's features pooled to its grid and appended."""
         self.check_video(video)
         x = rearrange(video, "b t c h w -> b c t h w")
         t = x.shape[2]
         if t % self.config.alpha:
             raise ConfigError(f"SlowFast needs a frame count divisible by alpha={self.config.alpha}, got {t}")
         slow, fast = self.slow_stem(x[:, :, :: self.config.alpha]), self.fast_stem(x)
+
+        def fused():
+            return as_tokens(torch.cat([slow, F.adaptive_avg_pool3d(fast, slow.shape[2:])], 1))
+
+        hidden = [fused()] if output_hidden_states else None
         for i, (s_stage, f_stage) in enumerate(self.blocks):
             slow = s_stage(torch.cat([slow, self.laterals[i](fast)], 1))
             fast = f_stage(fast)
-        fast_pooled = F.adaptive_avg_pool3d(fast, slow.shape[2:])
-        tokens = rearrange(torch.cat([slow, fast_pooled], 1), "b c t h w -> b (t h w) c")
-        return EncoderOutput(tokens=tokens, pooled=torch.cat([slow.mean((2, 3, 4)), fast.mean((2, 3, 4))], 1))
+            if hidden is not None:
+                hidden.append(fused())
+        return EncoderOutput(tokens=fused(), pooled=torch.cat([slow.mean((2, 3, 4)), fast.mean((2, 3, 4))], 1),
+                             hidden_states=tuple(hidden) if hidden else None)  # fmt: skip

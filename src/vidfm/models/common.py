@@ -22,14 +22,38 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from vidfm.errors import ConfigError
+from vidfm.models.attention import Attention
 
 
 @dataclass
 class EncoderOutput(ModelOutput):
-    """``tokens``: (B, N, D) token features; ``pooled``: (B, D) one vector per clip."""
+    """``tokens``: (B, N, D) token features; ``pooled``: (B, D) one vector per clip.
+
+    On request (``output_hidden_states`` / ``output_attentions``), as in transformers:
+    ``hidden_states`` is the input of the first block then the output of every block,
+    each (B, N_l, D_l) tokens (CNNs: each stage's feature map flattened to tokens);
+    ``attentions`` the attention weights of every block, (B, heads, N, N).
+    """
 
     tokens: torch.FloatTensor | None = None
     pooled: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def run_blocks(blocks, x, output_hidden_states: bool = False, output_attentions: bool = False, **kwargs):
+    """Apply transformer ``blocks`` in turn -> (x, hidden states or None, attentions or None)."""
+    hidden = [x] if output_hidden_states else None
+    attentions = [] if output_attentions else None
+    for block in blocks:
+        if output_attentions:
+            x, w = block(x, output_attentions=True, **kwargs)
+            attentions.append(w)
+        else:
+            x = block(x, **kwargs)
+        if hidden is not None:
+            hidden.append(x)
+    return x, (tuple(hidden) if hidden is not None else None), (tuple(attentions) if attentions is not None else None)
 
 
 class VideoEncoderConfig(PretrainedConfig):
@@ -116,6 +140,13 @@ class VideoEncoder(PreTrainedModel):
                 f"{type(self).__name__} expects video (B, T, {self.config.num_channels}, H, W), got {tuple(video.shape)}"
             )
 
+    def check_patch_grid(self, height: int, width: int) -> None:
+        """Patch embeddings would silently drop the pixels past the last whole patch."""
+        p = self.config.patch_size
+        if height % p or width % p:
+            raise ConfigError(f"frames of {height}x{width} pixels do not divide into {p}x{p} patches; "
+                              f"resize them to a multiple of {p} (e.g. {max(p, height // p * p)}x{max(p, width // p * p)})")  # fmt: skip
+
     #: MAE's initialisation for transformers trained from scratch: xavier-uniform linear
     #: layers, and the patch projection initialised as the linear map it is. With the
     #: default (normal, std 0.02) the tiny ViTs learned the 12 world actions far slower
@@ -157,44 +188,6 @@ class DropPath(nn.Module):
         keep = 1.0 - self.p
         mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
         return x * mask / keep
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection and PyTorch SDPA.
-
-    ``qkv_bias``: ``"qkv"`` (bias on all three), ``"qv"`` (VideoMAE: no key bias) or ``"none"``.
-    """
-
-    def __init__(self, dim: int, heads: int, qkv_bias: str = "qkv", attn_drop: float = 0.0, proj_drop: float = 0.0):
-        super().__init__()
-        if dim % heads:
-            raise ConfigError(f"hidden size {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias == "qkv")
-        if qkv_bias == "qv":
-            self.q_bias = nn.Parameter(torch.zeros(dim))
-            self.v_bias = nn.Parameter(torch.zeros(dim))
-        else:
-            self.q_bias = self.v_bias = None
-        self.proj = nn.Linear(dim, dim)
-        self.attn_drop = attn_drop
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        if self.q_bias is None:
-            qkv = self.qkv(x)
-        else:
-            bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
-            if type(self.qkv) is nn.Linear:  # fold the bias into the matmul (one fused addmm)
-                qkv = F.linear(x, self.qkv.weight, bias)
-            else:  # a wrapped layer (LoRA): call the module so the wrapper takes effect
-                qkv = self.qkv(x) + bias
-        q, k, v = rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        if prefix is not None:  # prefix tuning: learned keys/values prepended per layer
-            pk, pv = (rearrange(p, "b n (h d) -> b h n d", h=self.heads) for p in prefix)
-            k, v = torch.cat([pk.expand(k.shape[0], -1, -1, -1), k], 2), torch.cat([pv.expand(v.shape[0], -1, -1, -1), v], 2)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
 
 
 class ConvStem(nn.Module):
@@ -239,19 +232,23 @@ class Mlp(nn.Module):
 
 
 class Block(GradientCheckpointingLayer):
-    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
+    Returns ``x``, or ``(x, attention weights)`` with ``output_attentions=True``."""
 
     def __init__(self, dim, heads, mlp_dim, qkv_bias="qkv", eps=1e-6, drop=0.0, attn_drop=0.0, drop_path=0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, heads, qkv_bias, attn_drop, drop)
+        self.attn = Attention(dim, heads, bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, mlp_dim, drop)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+        a = self.attn(self.norm1(x), output_attentions=output_attentions)
+        a, weights = a if output_attentions else (a, None)
+        x = x + self.drop_path(a)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return (x, weights) if output_attentions else x
 
 
 def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:

@@ -8,16 +8,15 @@ The denoiser interface (all three families)::
     text: (B, L, D_text) token features           text_mask: (B, L) bool, True = real token
     cond: (B, C + 1, T, H, W) given-frame latents + a mask channel (1 where a frame is given)
 
-Attention names (``to_q``, ``to_k``, ``to_v``, ``to_out``) follow diffusers so LoRA targets
-read the same as there.
+Attention is vidfm's one ``Attention`` module (``vidfm.models.attention``): diffusers' names
+(``to_q``, ``to_k``, ``to_v``, ``to_out``) and processors, so LoRA targets and editing
+hooks read the same as there.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
@@ -72,40 +71,6 @@ def sincos_3d(dim: int, t: int, h: int, w: int, device=None) -> torch.Tensor:
         a = pos.reshape(-1, 1).float() * freqs[None]
         out += [a.sin(), a.cos()] + ([torch.zeros_like(a[:, :1])] if d % 2 else [])
     return torch.cat(out, dim=1)
-
-
-def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate pairs of channels of ``x (B, heads, N, d)``; tokens beyond the table (text,
-    time tokens placed first) are not rotated."""
-    cos, sin = rope
-    n = cos.shape[0]
-    head, tail = x[..., : x.shape[-2] - n, :], x[..., x.shape[-2] - n :, :]
-    pairs = tail.float().reshape(*tail.shape[:-1], -1, 2)
-    a, b = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)
-    return torch.cat([head, rotated], dim=-2)
-
-
-class Attention(nn.Module):
-    """Multi-head (self or cross) attention through PyTorch SDPA."""
-
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None):
-        super().__init__()
-        if dim % heads:
-            raise ConfigError(f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(context_dim or dim, dim)
-        self.to_v = nn.Linear(context_dim or dim, dim)
-        self.to_out = nn.Linear(dim, dim)
-
-    def forward(self, x, context=None, mask=None, rope=None, is_causal: bool = False):
-        ctx = x if context is None else context
-        q, k, v = (rearrange(p, "b n (h d) -> b h n d", h=self.heads) for p in (self.to_q(x), self.to_k(ctx), self.to_v(ctx)))
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
 
 
 class FeedForward(nn.Sequential):

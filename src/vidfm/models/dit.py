@@ -10,13 +10,16 @@ frame, then temporal-only attention across frames at each position, as in Latte)
 from __future__ import annotations
 
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders.peft import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
+from vidfm.models.attention import Attention
 from vidfm.models.diffusion_blocks import (
-    ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, input_channels, modulate, rope_3d, run_block, sincos_3d,
+    ATTENTION_MODES, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, input_channels, modulate, rope_3d, run_block, sincos_3d,
 )  # fmt: skip
 
 
@@ -53,7 +56,7 @@ class DiTBlock(nn.Module):
         return x + mods[5].unsqueeze(1) * self.ff(modulate(self.norm2(x), mods[3], mods[4]))
 
 
-class VideoDiT(ModelMixin, ConfigMixin):
+class VideoDiT(ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     _supports_gradient_checkpointing = True
 
     @register_to_config

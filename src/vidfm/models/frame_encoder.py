@@ -21,6 +21,7 @@ from vidfm.models.common import (
     VideoEncoderConfig,
     normalize_video,
     resize_grid_embedding,
+    run_blocks,
 )
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -122,10 +123,11 @@ class FrameEncoder(VideoEncoder):
             pooled = out.last_hidden_state[:, 0]
         return rearrange(pooled, "(b t) d -> b t d", b=b)
 
-    def forward(self, video: torch.Tensor) -> EncoderOutput:
+    def forward(self, video: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
+        """Tokens are one vector per frame; hidden states and attentions are those of the
+        temporal transformer (the per-frame vectors first)."""
         x = self.frame_features(video)
         if self.config.temporal == "transformer":
             x = x + resize_grid_embedding(self.time_embed, (self.config.num_frames,), (x.shape[1],))
-            for block in self.blocks:
-                x = block(x)
-        return EncoderOutput(tokens=x, pooled=x.mean(1))
+        x, hidden, attentions = run_blocks(self.blocks, x, output_hidden_states, output_attentions)
+        return EncoderOutput(tokens=x, pooled=x.mean(1), hidden_states=hidden, attentions=attentions)

@@ -28,6 +28,7 @@ from vidfm.models.common import (
     load_transformers_checkpoint,
     normalize_video,
     resize_grid_embedding,
+    run_blocks,
     stochastic_depth_rates,
     vit_fields_from,
 )
@@ -54,15 +55,16 @@ class DividedBlock(GradientCheckpointingLayer):
         bias = "qkv" if c.qkv_bias else "none"
         d, eps = c.hidden_size, c.layer_norm_eps
         self.temporal_norm = nn.LayerNorm(d, eps=eps)
-        self.temporal_attn = Attention(d, c.num_attention_heads, bias, c.attention_probs_dropout_prob, c.hidden_dropout_prob)
+        self.temporal_attn = Attention(d, c.num_attention_heads, bias=bias, attn_drop=c.attention_probs_dropout_prob, proj_drop=c.hidden_dropout_prob)
         self.temporal_fc = nn.Linear(d, d)
         self.norm1 = nn.LayerNorm(d, eps=eps)
-        self.attn = Attention(d, c.num_attention_heads, bias, c.attention_probs_dropout_prob, c.hidden_dropout_prob)
+        self.attn = Attention(d, c.num_attention_heads, bias=bias, attn_drop=c.attention_probs_dropout_prob, proj_drop=c.hidden_dropout_prob)
         self.norm2 = nn.LayerNorm(d, eps=eps)
         self.mlp = Mlp(d, c.intermediate_size, c.hidden_dropout_prob)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: int, output_attentions: bool = False):
+        """Returns ``x``, or ``(x, spatial attention weights (B*T, heads, 1+P, 1+P))``."""
         cls, patches = x[:, :1], x[:, 1:]
         b = x.shape[0]
         xt = rearrange(patches, "b (p t) d -> (b p) t d", t=t)
@@ -70,11 +72,14 @@ class DividedBlock(GradientCheckpointingLayer):
         patches = patches + self.temporal_fc(rearrange(res_t, "(b p) t d -> b (p t) d", b=b))
         xs = rearrange(patches, "b (p t) d -> (b t) p d", t=t)
         xs = torch.cat([cls.repeat_interleave(t, dim=0), xs], dim=1)
-        res_s = self.drop_path(self.attn(self.norm1(xs)))
+        res_s = self.attn(self.norm1(xs), output_attentions=output_attentions)
+        res_s, weights = res_s if output_attentions else (res_s, None)
+        res_s = self.drop_path(res_s)
         cls_res = rearrange(res_s[:, :1], "(b t) 1 d -> b t d", b=b).mean(1, keepdim=True)
         patch_res = rearrange(res_s[:, 1:], "(b t) p d -> b (p t) d", b=b)
         x = torch.cat([cls, patches], 1) + torch.cat([cls_res, patch_res], 1)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return (x, weights) if output_attentions else x
 
 
 class TimeSformerEncoder(VideoEncoder):
@@ -111,10 +116,11 @@ class TimeSformerEncoder(VideoEncoder):
             for p in (self.cls_token, self.pos_embed, self.time_embed):
                 nn.init.trunc_normal_(p, std=self.config.initializer_range)
 
-    def forward(self, video: torch.Tensor) -> EncoderOutput:
+    def forward(self, video: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
         self.check_video(video)
         b, t, _, h, w = video.shape
         c = self.config
+        self.check_patch_grid(h, w)
         video = normalize_video(video, c.pixel_mean, c.pixel_std)
         x = self.patch_embed(rearrange(video, "b t c h w -> (b t) c h w"))
         gh, gw = x.shape[-2:]
@@ -128,10 +134,10 @@ class TimeSformerEncoder(VideoEncoder):
         x = self.drop(x + resize_grid_embedding(self.time_embed, (c.num_frames,), (t,)))
         x = rearrange(x, "(b p) t d -> b (p t) d", b=b)
         x = torch.cat([cls.expand(b, -1, -1), x], dim=1)
-        for block in self.blocks:
-            x = block(x, t) if isinstance(block, DividedBlock) else block(x)
+        divided = {"t": t} if c.attention_type == "divided_space_time" else {}
+        x, hidden, attentions = run_blocks(self.blocks, x, output_hidden_states, output_attentions, **divided)
         x = self.norm(x)
-        return EncoderOutput(tokens=x, pooled=x[:, 0])
+        return EncoderOutput(tokens=x, pooled=x[:, 0], hidden_states=hidden, attentions=attentions)
 
     @classmethod
     def from_transformers(cls, name_or_path, **overrides) -> "TimeSformerEncoder":
@@ -156,10 +162,8 @@ def convert_timesformer_state(hf: dict, layers: int) -> dict:
     if "embeddings.time_embeddings" in hf:
         out["time_embed"] = hf["embeddings.time_embeddings"]
     names = {
-        "attention.attention.qkv": "attn.qkv",
-        "attention.output.dense": "attn.proj",
-        "temporal_attention.attention.qkv": "temporal_attn.qkv",
-        "temporal_attention.output.dense": "temporal_attn.proj",
+        "attention.output.dense": "attn.to_out",
+        "temporal_attention.output.dense": "temporal_attn.to_out",
         "temporal_layernorm": "temporal_norm",
         "temporal_dense": "temporal_fc",
         "layernorm_before": "norm1",
@@ -168,6 +172,12 @@ def convert_timesformer_state(hf: dict, layers: int) -> dict:
         "output.dense": "mlp.fc2",
     }
     for i in range(layers):
+        for fused, attn in (("attention.attention.qkv", "attn"), ("temporal_attention.attention.qkv", "temporal_attn")):
+            for kind in ("weight", "bias"):  # transformers keeps one fused qkv projection
+                key = f"encoder.layer.{i}.{fused}.{kind}"
+                if key in hf:
+                    for to, chunk in zip(("to_q", "to_k", "to_v"), hf[key].chunk(3)):
+                        out[f"blocks.{i}.{attn}.{to}.{kind}"] = chunk
         for a, b in names.items():
             for kind in ("weight", "bias"):
                 key = f"encoder.layer.{i}.{a}.{kind}"

@@ -14,12 +14,15 @@ import math
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders.peft import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
-from vidfm.models.diffusion_blocks import Attention, Conditioning, check_sample, frame_conditioned_input, input_channels, rope_3d, run_block
+from vidfm.models.attention import Attention
+from vidfm.models.diffusion_blocks import Conditioning, check_sample, frame_conditioned_input, input_channels, rope_3d, run_block
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -73,7 +76,7 @@ class TransformerP3D(nn.Module):
         return x + rearrange(h, "(b s) t c -> (b t) c s", s=y_ * x_).reshape(x.shape[0], -1, y_, x_)
 
 
-class UNetPseudo3D(ModelMixin, ConfigMixin):
+class UNetPseudo3D(ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     _supports_gradient_checkpointing = True
 
     @register_to_config

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders.peft import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
-from vidfm.models.diffusion_blocks import ATTENTION_MODES, Attention, Conditioning, FeedForward, check_sample, frame_conditioned_input, frame_mask, input_channels, rope_3d, run_block, sincos_3d
+from vidfm.models.attention import Attention
+from vidfm.models.diffusion_blocks import ATTENTION_MODES, Conditioning, FeedForward, check_sample, frame_conditioned_input, frame_mask, input_channels, rope_3d, run_block, sincos_3d
 
 
 class UViTBlock(nn.Module):
@@ -30,7 +33,7 @@ class UViTBlock(nn.Module):
         return x + self.ff(self.norm2(x))
 
 
-class VideoUViT(ModelMixin, ConfigMixin):
+class VideoUViT(ModelMixin, ConfigMixin, AttentionMixin, PeftAdapterMixin):
     _supports_gradient_checkpointing = True
 
     @register_to_config

@@ -29,6 +29,7 @@ from vidfm.models.common import (
     load_transformers_checkpoint,
     normalize_video,
     resize_grid_embedding,
+    run_blocks,
     sinusoid_table,
     stochastic_depth_rates,
     vit_fields_from,
@@ -90,6 +91,7 @@ class VideoMAEEncoder(VideoEncoder):
         c = self.config
         if t % c.tubelet_size:
             raise ConfigError(f"frame count {t} is not a multiple of the tubelet size {c.tubelet_size}")
+        self.check_patch_grid(h, w)
         video = normalize_video(video, c.pixel_mean, c.pixel_std)
         if mask is not None and isinstance(self.patch_embed, ConvStem):
             visible = repeat((~mask).to(video.dtype), "b (t h w) -> b (t p0) 1 (h p1) (w p2)",
@@ -110,15 +112,15 @@ class VideoMAEEncoder(VideoEncoder):
             cache[grid] = resize_grid_embedding(table, base, grid)
         return cache[grid]
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> EncoderOutput:  # fmt: skip
         """``mask``: optional (B, N) bool, True = hidden token (same count per sample)."""
         x = self.embed(video, mask)
         if mask is not None:
             x = x[~mask].reshape(x.shape[0], -1, x.shape[-1])
-        for block in self.blocks:
-            x = block(x)
+        x, hidden, attentions = run_blocks(self.blocks, x, output_hidden_states, output_attentions)
         x = self.norm(x)
-        return EncoderOutput(tokens=x, pooled=self.fc_norm(x.mean(1)))
+        return EncoderOutput(tokens=x, pooled=self.fc_norm(x.mean(1)), hidden_states=hidden, attentions=attentions)
 
     # -- Hugging Face checkpoints ------------------------------------------------------
     @classmethod
@@ -148,12 +150,13 @@ def convert_videomae_state(hf: dict, layers: int, qv_bias: bool = True) -> dict:
     for i in range(layers):
         src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
         att = src + "attention.attention."
-        out[dst + "attn.qkv.weight"] = torch.cat([hf[att + n + ".weight"] for n in ("query", "key", "value")])
+        for n, to in (("query", "to_q"), ("key", "to_k"), ("value", "to_v")):
+            out[f"{dst}attn.{to}.weight"] = hf[att + n + ".weight"]
         if qv_bias:  # on disk these are q_bias/v_bias (original layout); in memory query/value.bias
-            out[dst + "attn.q_bias"] = hf.get(att + "q_bias", hf.get(att + "query.bias"))
-            out[dst + "attn.v_bias"] = hf.get(att + "v_bias", hf.get(att + "value.bias"))
+            out[dst + "attn.to_q.bias"] = hf.get(att + "q_bias", hf.get(att + "query.bias"))
+            out[dst + "attn.to_v.bias"] = hf.get(att + "v_bias", hf.get(att + "value.bias"))
         pairs = {
-            "attention.output.dense": "attn.proj",
+            "attention.output.dense": "attn.to_out",
             "layernorm_before": "norm1",
             "layernorm_after": "norm2",
             "intermediate.dense": "mlp.fc1",

@@ -107,7 +107,7 @@ class ContrastiveVideoModel(nn.Module):
         self.queue_ptr.fill_((ptr + n) % size)
 
 
-def contrastive_loss_fn(model: ContrastiveVideoModel, batch: dict):
+def contrastive_loss_fn(model: ContrastiveVideoModel, batch: dict, generator: torch.Generator | None = None):
     return model(batch["video"], batch["video2"]), {}
 
 
@@ -127,9 +127,16 @@ class TwoViews(Dataset):
         self.first.set_epoch(epoch)
         self.second.set_epoch(epoch)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> dict | None:
         a = self.first[i]
-        return {**a, "video2": self.second[a["index"]]["video"]}
+        if a is None:  # unreadable in evaluation: dropped by the collate function
+            return None
+        b = self.second[a["index"]]
+        return {**a, "video2": b["video"]} if b is not None else None
+
+    @property
+    def train(self) -> bool:
+        return self.first.train
 
     @property
     def skipped(self) -> set:

@@ -120,9 +120,9 @@ class DiffusionObjective:
         cond = frame_condition(x0, x0[:, :, :1], batch["last"], gf, gl)
         return text, mask, cond
 
-    def __call__(self, model, batch: dict, g: torch.Generator | None = None):
-        """-> (loss, logs). ``batch``: latents (B,C,T,h,w), last (B,C,1,h,w), text, text_mask."""
-        g = g or torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+    def __call__(self, model, batch: dict, g: torch.Generator):
+        """-> (loss, logs). ``batch``: latents (B,C,T,h,w), last (B,C,1,h,w), text, text_mask;
+        every draw (noise, timesteps, dropped captions, given frames) comes from ``g``."""
         x0 = batch["latents"]
         noise = torch.randn(x0.shape, generator=g).to(x0)
         u = torch.rand(x0.shape[0], generator=g).to(x0.device)

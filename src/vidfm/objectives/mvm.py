@@ -112,5 +112,8 @@ def reconstruction_frames(model: MaskedVideoModel, video: torch.Tensor, mask: to
     return torch.cat([video[0], unpatch(seen)[0], unpatch(filled)[0].clamp(0, 1)])
 
 
-def mvm_loss_fn(model: MaskedVideoModel, batch: dict):
-    return model(batch["video"]), {}
+def mvm_loss_fn(model: MaskedVideoModel, batch: dict, generator: torch.Generator | None = None):
+    inner = getattr(model, "module", model)  # DDP wraps the model in multi-process runs
+    video = batch["video"]
+    mask = tube_mask(video.shape[0], inner.encoder.config.grid(*[video.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, generator, video.device)
+    return model(video, mask), {}

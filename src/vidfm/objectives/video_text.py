@@ -105,7 +105,7 @@ class VideoTextModel(nn.Module):
         ``pretrain.json``) to contents written in the same swap."""
         from safetensors.torch import save_file
 
-        from vidfm.training import atomic_save_dir
+        from vidfm.files import atomic_save_dir
 
         meta = {"text_model": self.text.name_or_path, "text_max_length": self.text.max_length, "embed_dim": self.embed_dim,
                 "text_mode": self.text_mode, "lora_rank": self.lora_rank, "hard_negative_beta": self.hard_negative_beta}  # fmt: skip
@@ -169,7 +169,7 @@ def video_text_loss(v: torch.Tensor, t: torch.Tensor, logit_scale: torch.Tensor,
     return 0.5 * (direction(logits, sim, pos) + direction(logits.t(), sim.t(), pos.t()))
 
 
-def video_text_loss_fn(model: VideoTextModel, batch: dict):
+def video_text_loss_fn(model: VideoTextModel, batch: dict, generator: torch.Generator | None = None):
     loss = model(batch["video"], batch["caption"])
     inner = getattr(model, "module", model)  # DDP wraps the model in multi-process runs
     return loss, {"temperature": float(1 / inner.logit_scale.detach().exp())}

@@ -1,28 +1,52 @@
 """Inference only: text / image / first+last frame -> video with a trained latent denoiser.
 
-A pipeline folder (written by ``vidfm train denoiser``) holds ``vae/``, ``denoiser/``,
-``scheduler/`` (the training scheduler's config; samplers are built from it) and
-``pipeline.json`` (text encoder, clip geometry, objective). A LoRA run's folder holds only
-``lora/`` and names its ``base`` pipeline.
+``VideoGenerationPipeline`` is a ``diffusers.DiffusionPipeline``: its components (``vae``,
+``denoiser``, ``scheduler``) are registered modules, so ``save_pretrained`` writes
+``model_index.json`` plus one folder per component and ``from_pretrained`` reads it back;
+``__call__`` takes a ``generator``, initial ``latents``, an ``output_type`` and a
+``callback_on_step_end``, and returns a ``VideoPipelineOutput``. The text tower is not a
+component: the pipeline's config names it (``"minilm"``: the bundled all-MiniLM-L6-v2, or a
+folder), so a pipeline folder does not carry a 90 MB copy of it.
 
-Modes, all from one model (frames given as latents plus a mask, SPEC 8.5):
+A LoRA run's folder holds only ``lora/`` (peft format) and ``base.json`` naming the base
+pipeline; folders written by earlier vidfm versions (``pipeline.json`` beside ``vae/``,
+``denoiser/``, ``scheduler/``) still load.
+
+Modes, all from one model (frames given as latents plus a mask channel):
 text -> video; ``image`` (first frame) -> video; ``image`` + ``last_image`` -> the frames in
-between; ``extend`` continues a video from its last frame, window after window, for clips
-longer than the model's own length.
+between; ``extend`` continues a video from its last frame, window after window. Given
+frames are *honoured*, not only suggested: their latent slots are held at the given
+latents (noised to the current step, as diffusers' inpainting pipelines do), so the first
+output frame is the VAE's reconstruction of the image and the last one that of the last
+image, up to the decoder's causal context.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
 
 from vidfm.errors import ConfigError
 from vidfm.objectives.diffusion import frame_condition, null_text, sampling_scheduler
 
-META = "pipeline.json"
+LEGACY_META = "pipeline.json"
+LORA_BASE = "base.json"
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+
+
+@dataclass
+class VideoPipelineOutput(BaseOutput):
+    """``frames``: ``(B, T, H, W, 3)`` uint8 (``"np"``), ``(B, T, 3, H, W)`` float in [0, 1]
+    (``"pt"``), a list of lists of PIL images (``"pil"``) or the latents (``"latent"``)."""
+
+    frames: np.ndarray | torch.Tensor | list
 
 
 def load_image(path, height: int, width: int) -> np.ndarray:
@@ -54,125 +78,254 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
     return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 4, 1).cpu().numpy()
 
 
-class VideoGenerationPipeline:
-    def __init__(self, vae, denoiser, scheduler_config: dict, text_encoder, meta: dict):
-        self.vae, self.denoiser, self.text_encoder = vae.eval(), denoiser.eval(), text_encoder.eval()
-        self.scheduler_config, self.meta = dict(scheduler_config), meta
+class VideoGenerationPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "denoiser->vae"
+    _callback_tensor_inputs = ["latents"]
 
-    # -- loading -------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> VideoGenerationPipeline:
-        from vidfm.models.generative import load_denoiser, load_vae
-        from vidfm.models.text import TextEncoder
-        from vidfm.training import model_folder
+    def __init__(self, vae, denoiser, scheduler, text_encoder_id: str = "minilm", max_text_length: int = 32, num_frames: int = 9,
+                 height: int = 32, width: int = 32, fps: int = 8, prediction: str = "flow", default_scheduler: str = "euler"):  # fmt: skip
+        super().__init__()
+        self.register_modules(vae=vae, denoiser=denoiser, scheduler=scheduler)
+        self.register_to_config(text_encoder_id=text_encoder_id, max_text_length=max_text_length, num_frames=num_frames, height=height,
+                                width=width, fps=fps, prediction=prediction, default_scheduler=default_scheduler)  # fmt: skip
+        self._text_encoder = None
 
-        path = model_folder(Path(path), META)
-        if not (path / META).exists():
-            raise ConfigError(f"{path}: not a generation pipeline (no {META}); train one with 'vidfm train denoiser'")
-        meta = json.loads((path / META).read_text())
-        if "base" in meta:  # a LoRA run: the base pipeline plus its adapter, merged
-            pipe = cls.from_pretrained(meta["base"], device, dtype)
-            from vidfm.tasks.generate import load_lora
+    # -- the text tower (named in the config, loaded on first use) -------------------------
+    @property
+    def text_encoder(self):
+        if self._text_encoder is None:
+            from vidfm.models.text import TextEncoder
 
-            load_lora(pipe.denoiser, path / "lora", merge=True)
-            pipe.meta = {**pipe.meta, "lora": str(path)}
-            return pipe
-        sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
-        text = TextEncoder(meta["text_encoder"], max_length=meta.get("max_text_length", 32))
-        pipe = cls(load_vae(path / "vae"), load_denoiser(path / "denoiser"), sched, text, meta)
-        return pipe.to(device, dtype)
+            self._text_encoder = TextEncoder(self.config.text_encoder_id, max_length=self.config.max_text_length).eval().to(self.device)
+        return self._text_encoder
 
-    def to(self, device, dtype: torch.dtype = torch.float32) -> VideoGenerationPipeline:
-        self.device, self.dtype = torch.device(device), dtype
-        self.vae.to(device)
-        self.denoiser.to(device) if dtype == torch.float32 else self.denoiser.to(device, dtype)
-        self.text_encoder.to(device)
+    def to(self, *args, **kwargs):
+        super().to(*args, **kwargs)
+        if self._text_encoder is not None:
+            self._text_encoder.to(self.device)
         return self
 
-    # -- pieces --------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict:
+        """The clip geometry and objective (what older code read from ``pipeline.json``)."""
+        return {k: self.config[k] for k in ("text_encoder_id", "num_frames", "height", "width", "fps", "prediction", "default_scheduler")}
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path, **kwargs) -> VideoGenerationPipeline:
+        """A pipeline folder (or a run folder: its ``best/``), a LoRA run on top of one, or
+        a folder written by an older vidfm. ``torch_dtype`` and the other diffusers loading
+        options pass through."""
+        from vidfm.files import model_folder
+
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: not a generation pipeline (no such folder)")
+        folder = next((f for f in (path, path / "best") if any((f / m).exists() for m in ("model_index.json", LORA_BASE, LEGACY_META))), None)
+        if folder is None:
+            raise ConfigError(f"{model_folder(path)}: not a generation pipeline (no model_index.json); train one with 'vidfm train denoiser'")
+        if (folder / "lora").is_dir():
+            return cls._from_lora_run(folder, **kwargs)
+        if not (folder / "model_index.json").exists():
+            return cls._from_legacy(folder)
+        for part in ("vae", "denoiser", "scheduler"):
+            if not (folder / part).is_dir():
+                raise ConfigError(f"{folder}: the pipeline is incomplete (no {part}/ folder)")
+        try:
+            return super().from_pretrained(str(folder), **kwargs)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, AttributeError) as e:
+            raise ConfigError(f"{folder}: cannot load this pipeline ({str(e).splitlines()[0][:160]})") from None
+
+    @classmethod
+    def _from_lora_run(cls, folder: Path, **kwargs) -> VideoGenerationPipeline:
+        from vidfm.adapt.lora import load_lora
+
+        base = _read_json(folder / LORA_BASE if (folder / LORA_BASE).exists() else folder / LEGACY_META).get("base")
+        if not base:
+            raise ConfigError(f"{folder}: a LoRA run without the path of its base pipeline")
+        pipe = cls.from_pretrained(base, **kwargs)
+        load_lora(pipe.denoiser, folder / "lora", merge=True)
+        pipe.lora = str(folder)
+        return pipe
+
+    @classmethod
+    def _from_legacy(cls, folder: Path) -> VideoGenerationPipeline:
+        """Folders written before the pipeline was a DiffusionPipeline."""
+        from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
+
+        from vidfm.models.generative import load_denoiser, load_vae
+
+        meta = _read_json(folder / LEGACY_META)
+        sched_file = folder / "scheduler" / "scheduler_config.json"
+        if not sched_file.exists():
+            raise ConfigError(f"{folder}: the pipeline is incomplete (no scheduler/scheduler_config.json)")
+        sched_config = _read_json(sched_file)
+        scheduler_cls = FlowMatchEulerDiscreteScheduler if sched_config.get("_class_name") == "FlowMatchEulerDiscreteScheduler" else DDPMScheduler
+        try:
+            return cls(load_vae(folder / "vae"), load_denoiser(folder / "denoiser"), scheduler_cls.from_config(sched_config),
+                       text_encoder_id=meta["text_encoder"], max_text_length=meta.get("max_text_length", 32), num_frames=meta["num_frames"],
+                       height=meta["height"], width=meta["width"], fps=meta["fps"], prediction=meta["prediction"],
+                       default_scheduler=meta["default_scheduler"])  # fmt: skip
+        except KeyError as e:
+            raise ConfigError(f"{folder / LEGACY_META}: missing {e}") from None
+
+    # -- pieces ----------------------------------------------------------------------------
     def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             tokens, mask, _ = self.text_encoder(prompts)
-        return tokens.to(self.dtype), mask
+        return tokens.to(_dtype(self.denoiser)), mask
 
-    def encode_image(self, image: np.ndarray) -> torch.Tensor:
-        h, w = self.meta["height"], self.meta["width"]
+    def encode_image(self, image: np.ndarray, repeat: int = 1) -> torch.Tensor:
+        """An (H, W, 3) uint8 image -> the latent of a still clip of ``1 + (repeat - 1)``
+        copies of it (``repeat`` = 1: the image latent; the VAE's temporal factor + 1: the
+        latent of a last group of frames that all show it)."""
+        h, w = self.config.height, self.config.width
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.shape != (h, w, 3):
             raise ConfigError(f"an image for this model must be uint8 ({h}, {w}, 3), got {image.dtype} {image.shape}")
         with torch.no_grad():
-            return self.vae.encode_latents(to_model_range(image[None]).to(self.device))
+            return self.vae.encode_latents(to_model_range(np.repeat(image[None], repeat, 0)).to(self.device))[:, :, -1:]
 
-    # -- sampling ------------------------------------------------------------------------
+    def check_inputs(self, prompts, image, last_image, steps, guidance, output_type) -> None:
+        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+            raise ConfigError("the prompt is empty; describe the video, e.g. 'a small red circle moves left'")
+        if steps <= 0:
+            raise ConfigError(f"num_inference_steps must be > 0, got {steps}")
+        if guidance < 0:
+            raise ConfigError(f"guidance_scale must be >= 0 (1 = no guidance, 0 = unconditional), got {guidance}")
+        if last_image is not None and image is None:
+            raise ConfigError("a last frame needs a first frame too (first+last-frame to video)")
+        if output_type not in OUTPUT_TYPES:
+            raise ConfigError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+
+    # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
         self,
         prompt: str | list[str],
-        *,
         image: np.ndarray | None = None,
         last_image: np.ndarray | None = None,
         num_frames: int | None = None,
-        steps: int = 25,
-        guidance: float = 4.0,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 4.0,
         scheduler: str | None = None,
-        seed: int = 0,
-        num_videos: int = 1,
-        progress: bool = False,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
         tile_frames: int | None = None,
-    ) -> np.ndarray:
-        """-> (num_videos * len(prompts), T, H, W, 3) uint8. Same seed, same output."""
+        progress: bool = False,
+    ):
+        """Generate ``num_videos_per_prompt`` clips per prompt. The same ``generator`` seed
+        gives the same video. ``latents`` replaces the initial noise ``(B, C, t, h, w)``;
+        ``scheduler`` picks a sampler (``euler`` for flow models; ``ddpm``, ``ddim``,
+        ``dpm`` for epsilon/v models); ``callback_on_step_end(pipe, i, t, tensors)`` may
+        return ``{"latents": ...}`` to change them."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if steps <= 0:
-            raise ConfigError(f"steps must be > 0, got {steps}")
-        if guidance < 0:
-            raise ConfigError(f"guidance must be >= 0 (1 = no guidance, 0 = unconditional), got {guidance}")
-        if last_image is not None and image is None:
-            raise ConfigError("a last frame needs a first frame too (first+last-frame to video)")
-        sched = sampling_scheduler(self.scheduler_config, scheduler or self.meta["default_scheduler"])
-        num_frames = num_frames or self.meta["num_frames"]
-        t, h, w = self.vae.latent_shape(num_frames, self.meta["height"], self.meta["width"])
-        prompts = [p for p in prompts for _ in range(num_videos)]
+        self.check_inputs(prompts, image, last_image, num_inference_steps, guidance_scale, output_type)
+        from diffusers.utils.torch_utils import randn_tensor
+
+        cfg = self.config
+        sched = sampling_scheduler(self.scheduler.config, scheduler or cfg.default_scheduler)
+        t, h, w = self.vae.latent_shape(num_frames or cfg.num_frames, cfg.height, cfg.width)
+        prompts = [p for p in prompts for _ in range(num_videos_per_prompt)]
         b, c = len(prompts), self.vae.config.latent_channels
+        dtype = _dtype(self.denoiser)
         text, mask = self.encode_prompt(prompts)
-        g = torch.Generator().manual_seed(seed)
-        latents = torch.randn((b, c, t, h, w), generator=g).to(self.device, self.dtype) * getattr(sched, "init_noise_sigma", 1.0)
-        cond = None
+        shape = (b, c, t, h, w)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype) * getattr(sched, "init_noise_sigma", 1.0)
+        elif tuple(latents.shape) != shape:
+            raise ConfigError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(self.device, dtype)
+        known, known_mask, cond = None, None, None
         if image is not None:
-            first = self.encode_image(image).to(self.dtype).expand(b, -1, -1, -1, -1)
-            last = self.encode_image(last_image).to(self.dtype).expand(b, -1, -1, -1, -1) if last_image is not None else None
+            first = self.encode_image(image).to(dtype).expand(b, -1, -1, -1, -1)
+            last = self.encode_image(last_image).to(dtype).expand(b, -1, -1, -1, -1) if last_image is not None else None
             cond = frame_condition(latents, first, last)
-        guided = guidance != 1.0
+            known = torch.zeros_like(latents)
+            known_mask = torch.zeros(1, 1, t, 1, 1, device=self.device, dtype=dtype)
+            known[:, :, :1], known_mask[:, :, 0] = first, 1
+            if last is not None:
+                known[:, :, -1:] = self.encode_image(last_image, repeat=1 + self.vae.temporal_factor).to(dtype).expand(b, -1, -1, -1, -1)
+                known_mask[:, :, -1] = 1
+            known_noise = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype)
+        guided = guidance_scale != 1.0
         if guided:
-            nt, nm = null_text(b, text.shape[-1], self.device, self.dtype)
+            nt, nm = null_text(b, text.shape[-1], self.device, dtype)
             pad = text.shape[1] - 1
             text = torch.cat([text, torch.cat([nt, nt.new_zeros(b, pad, nt.shape[-1])], 1)])
             mask = torch.cat([mask, torch.cat([nm, nm.new_zeros(b, pad)], 1)])
             cond = torch.cat([cond, cond]) if cond is not None else None
-        sched.set_timesteps(steps)
-        from tqdm.auto import tqdm
-
-        for ts in tqdm(sched.timesteps, desc="denoising", disable=not progress, leave=False):
+        sched.set_timesteps(num_inference_steps, device=self.device)
+        timesteps = sched.timesteps
+        bar = self.progress_bar(total=len(timesteps)) if progress else None
+        for i, ts in enumerate(timesteps):
             x = sched.scale_model_input(latents, ts) if hasattr(sched, "scale_model_input") else latents
             x = torch.cat([x, x]) if guided else x
-            tt = torch.full((x.shape[0],), float(ts), device=self.device)
-            pred = self.denoiser(x, tt, text, mask, cond)
+            pred = self.denoiser(x, torch.full((x.shape[0],), float(ts), device=self.device), text, mask, cond)
             if guided:
                 pc, pu = pred.chunk(2)
-                pred = pu + guidance * (pc - pu)
-            latents = sched.step(pred, ts, latents, generator=g).prev_sample
-        if image is not None:  # the causal VAE's first latent is the image's own latent
-            latents[:, :, :1] = first
-        video = self.vae.decode_latents(latents.float(), tile_frames=tile_frames)
-        return to_uint8(video)
+                pred = pu + guidance_scale * (pc - pu)
+            latents = sched.step(pred, ts, latents, generator=generator).prev_sample
+            if known is not None:  # hold the given frames' slots at their latents, noised to the next step
+                held = known if i + 1 == len(timesteps) else _noised(sched, known, known_noise, timesteps[i + 1])
+                latents = known_mask * held + (1 - known_mask) * latents
+            if callback_on_step_end is not None:
+                latents = (callback_on_step_end(self, i, ts, {"latents": latents}) or {}).get("latents", latents)
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+        if output_type == "latent":
+            frames = latents
+        else:
+            video = self.vae.decode_latents(latents.float(), tile_frames=tile_frames)
+            frames = _convert(video, output_type)
+        return VideoPipelineOutput(frames=frames) if return_dict else (frames,)
 
-    def extend(self, frames: np.ndarray, prompt: str, windows: int = 1, **kwargs) -> np.ndarray:
+    def extend(self, frames: np.ndarray, prompt: str, windows: int = 1, generator: torch.Generator | None = None, **kwargs) -> np.ndarray:
         """Continue ``frames`` (T, H, W, 3) uint8 by ``windows`` generated windows, each one
         conditioned on the last frame so far (overlapping windows reusing the last frame)."""
         frames = np.asarray(frames)
         if windows < 1:
             raise ConfigError(f"windows must be >= 1, got {windows}")
-        for k in range(windows):
-            kwargs["seed"] = kwargs.get("seed", 0) + (k > 0)
-            clip = self(prompt, image=frames[-1], **kwargs)[0]
+        for _ in range(windows):
+            clip = self(prompt, image=frames[-1], generator=generator, output_type="np", **kwargs).frames[0]
             frames = np.concatenate([frames, clip[1:]])
         return frames
+
+
+def _dtype(module) -> torch.dtype:
+    return getattr(module, "dtype", None) or next((p.dtype for p in module.parameters()), torch.float32)
+
+
+def _noised(sched, clean: torch.Tensor, noise: torch.Tensor, timestep) -> torch.Tensor:
+    """``clean`` noised to ``timestep`` the way ``sched`` defines the forward process."""
+    ts = torch.as_tensor(timestep).reshape(1).to(clean.device)
+    if hasattr(sched, "scale_noise"):  # flow matching: (1 - sigma) x0 + sigma noise
+        return sched.scale_noise(clean, ts, noise)
+    return sched.add_noise(clean, noise, ts.long())
+
+
+def _convert(video: torch.Tensor, output_type: str):
+    """(B, 3, T, H, W) in [-1, 1] -> the requested output."""
+    if output_type == "pt":
+        return video.clamp(-1, 1).add(1).div(2).permute(0, 2, 1, 3, 4)
+    frames = to_uint8(video)
+    if output_type == "pil":
+        from PIL import Image
+
+        return [[Image.fromarray(f) for f in clip] for clip in frames]
+    return frames
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e.msg})") from None

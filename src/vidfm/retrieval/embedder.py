@@ -5,7 +5,6 @@ queries embedded by another model."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 
 from vidfm.data.transforms import to_float_clip
 from vidfm.errors import ConfigError
+from vidfm.files import fingerprint_folder
 from vidfm.io.reader import VideoReader
 from vidfm.io.samplers import uniform_indices
 
@@ -29,26 +29,12 @@ class Segment:
     indices: np.ndarray
 
 
-def fingerprint_folder(folder: Path) -> str:
-    """sha256 over the folder's config and weight files (names and bytes)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
-    for p in files:
-        if p.name in ("pretrain.json", "train_config.json"):
-            continue  # provenance notes, not the model
-        h.update(p.name.encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 class Embedder:
     def __init__(self, path, device: str = "cpu"):
         from vidfm.models import load_encoder
         from vidfm.objectives.video_text import META, VideoTextModel
 
-        from vidfm.training import model_folder
+        from vidfm.files import model_folder
 
         if not Path(path).exists():
             raise ConfigError(f"{path}: model folder not found")
@@ -144,4 +130,4 @@ class Embedder:
         return self.encode_clips(self.read(path)[1][0][None])[0]
 
 
-__all__ = ["Embedder", "Segment", "fingerprint_folder"]
+__all__ = ["Embedder", "Segment"]

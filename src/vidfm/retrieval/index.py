@@ -25,7 +25,7 @@ import torch
 
 from vidfm.errors import ConfigError, VideoDecodeError
 from vidfm.retrieval.embedder import Embedder
-from vidfm.training import atomic_save_dir
+from vidfm.files import atomic_save_dir
 
 FORMAT = 1
 KINDS = ("flat", "hnsw")

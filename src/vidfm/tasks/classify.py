@@ -12,12 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.adapt import apply_adaptation, encoder_is_frozen, trainable_parameters
-from vidfm.data.datasets import SyntheticWorld, VideoDataset, classification_records, split_off_validation
+from vidfm.data.datasets import DataSource, VideoDataset, collate_readable, readable_batches, split_off_validation
 from vidfm.data.transforms import cutmix, eval_transform, mixup, train_transform
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.metrics.classification import classification_metrics, plot_confusion
 from vidfm.models import ENCODER_CLASSES, VideoEncoder, resolve_encoder
 from vidfm.training import TrainConfig, Trainer
+
+
+META = "classifier.json"
+HEAD = "head.safetensors"
 
 
 class VideoClassifier(nn.Module):
@@ -51,19 +55,20 @@ class VideoClassifier(nn.Module):
         return self.encoder.config.image_size
 
     def save_pretrained(self, path) -> Path:
-        """``config.json`` of the encoder, all weights (adaptation modules included) and
-        ``classifier.json`` (classes, head dropout, adaptation) so ``from_pretrained`` can
-        rebuild the exact structure."""
+        """The encoder as an ordinary encoder folder (``config.json``, ``model.safetensors``
+        and ``adaptation.json`` if adapted: ``load_encoder`` opens it for transfer or
+        search), plus ``head.safetensors`` and ``classifier.json`` (classes, dropout,
+        adaptation)."""
         from safetensors.torch import save_file
 
-        from vidfm.training import atomic_save_dir
+        from vidfm.files import atomic_save_dir
+        from vidfm.models import save_encoder
 
         def write(d: Path):
-            self.encoder.config.save_pretrained(d)
-            state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
-            save_file(state, d / "model.safetensors")
+            save_encoder(self.encoder, d)
+            save_file({k: v.detach().contiguous().clone() for k, v in self.head.state_dict().items()}, d / HEAD)
             meta = {"classes": self.classes, "dropout": self.dropout, "adaptation": self.adaptation}
-            (d / "classifier.json").write_text(json.dumps(meta, indent=2))
+            (d / META).write_text(json.dumps(meta, indent=2))
 
         atomic_save_dir(Path(path), write)
         return Path(path)
@@ -72,20 +77,45 @@ class VideoClassifier(nn.Module):
     def from_pretrained(cls, path) -> "VideoClassifier":
         from safetensors.torch import load_file
 
-        path = Path(path)
-        if not (path / "classifier.json").exists():
-            raise ConfigError(f"{path}: not a saved classifier (no classifier.json); train one with 'vidfm train classify'")
-        meta = json.loads((path / "classifier.json").read_text())
-        model_type = json.loads((path / "config.json").read_text())["model_type"]
+        from vidfm.files import model_folder
+        from vidfm.models import load_encoder
+
+        path = model_folder(path, META)
+        if not (path / META).exists():
+            raise ConfigError(f"{path}: not a saved classifier (no {META}); train one with 'vidfm train classify'")
+        try:
+            meta = json.loads((path / META).read_text())
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path / META}: not valid JSON") from None
+        if not (path / HEAD).exists():
+            return cls._from_single_file(path, meta)
+        model = cls(load_encoder(path, merge_lora=False), meta["classes"], meta.get("dropout", 0.0))
+        model.adaptation = meta.get("adaptation")
+        try:
+            model.head.load_state_dict(load_file(path / HEAD))
+        except RuntimeError as e:
+            raise ConfigError(f"{path / HEAD}: does not fit {len(meta['classes'])} classes ({str(e).splitlines()[0][:120]})") from None
+        return model.eval()
+
+    @classmethod
+    def _from_single_file(cls, path: Path, meta: dict) -> "VideoClassifier":
+        """Classifiers saved before the encoder had a folder of its own: one
+        ``model.safetensors`` holding ``encoder.*`` and ``head.*``."""
+        from safetensors.torch import load_file
+
+        from vidfm.models.attention import upgrade_attention_keys
+
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        if model_type not in ENCODER_CLASSES:
+            raise ConfigError(f"{path}: holds a {model_type!r} model, not a vidfm video encoder")
         encoder_cls = ENCODER_CLASSES[model_type]
-        encoder = encoder_cls(encoder_cls.config_class.from_pretrained(str(path)))
-        model = cls(encoder, meta["classes"], meta.get("dropout", 0.0))
+        model = cls(encoder_cls(encoder_cls.config_class.from_pretrained(str(path))), meta["classes"], meta.get("dropout", 0.0))
         if meta.get("adaptation"):
             apply_adaptation(model, **meta["adaptation"])
         try:
-            model.load_state_dict(load_file(path / "model.safetensors"))
-        except RuntimeError as e:
-            raise ConfigError(f"{path}: weights do not match the saved configuration ({str(e).splitlines()[0]})") from None
+            model.load_state_dict(upgrade_attention_keys(load_file(path / "model.safetensors")))
+        except (RuntimeError, OSError) as e:
+            raise ConfigError(f"{path}: weights do not match the saved configuration ({str(e).splitlines()[0][:120]})") from None
         return model.eval()
 
 
@@ -95,35 +125,31 @@ def classification_datasets(
 ):
     """``(train, val, test_or_None, classes)`` from a synthetic world folder, a CSV
     (``path,label``) or a folder-per-class tree; ``val`` overrides the validation data."""
-    data = Path(data)
-    common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, seed=seed)
-    is_world = (data / "world.json").exists()
+    source = DataSource(data)
+    common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, seed=seed, sampler=sampler)
     # horizontal flips swap "left" and "right": never flip a world whose labels have directions
-    tf_train = train_transform(size, scale=(0.7, 1.0), flip=not is_world, occlusion=False) if augment else None
-    tf_eval = eval_transform(size)
-    if is_world:
-        world = SyntheticWorld(data)
-        make = lambda split, train: world.classification(split, sampler=sampler, train=train, transform=tf_train if train else tf_eval, **common)  # noqa: E731
-        return make("train", True), make("val", False), make("test", False), world.classes
-    if data.suffix.lower() != ".csv" and not data.is_dir():
-        raise DatasetError(f"{data}: expected a synthetic world folder, a CSV file or a folder of class folders")
-    records, classes = classification_records(data)
+    tf_train = train_transform(size, scale=(0.7, 1.0), flip=not source.is_world, occlusion=False) if augment else None
+    records, classes = source.classification("train")
+    test = None
     if val is not None:
-        val_records = classification_records(val, classes=classes)[0]
-        train_records = records
+        train_records, val_records = records, DataSource(val).classification("val", classes=classes)[0]
+    elif source.is_world:
+        train_records, val_records = records, source.classification("val")[0]
+        test = VideoDataset(source.classification("test")[0], transform=eval_transform(size), **common)
     else:
         train_records, val_records = split_off_validation(records, val_fraction, seed)
     if not train_records or not val_records:
         raise DatasetError(f"{data}: need at least one training and one validation video")
-    train = VideoDataset(train_records, sampler=sampler, train=True, transform=tf_train, **common)
-    return train, VideoDataset(val_records, sampler=sampler, transform=tf_eval, **common), None, classes
+    train = VideoDataset(train_records, train=True, transform=tf_train, **common)
+    return train, VideoDataset(val_records, transform=eval_transform(size), **common), test, classes
 
 
 # -- objective and evaluation --------------------------------------------------------------
-def make_loss_fn(num_classes: int, label_smoothing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, mix_prob: float = 1.0, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
+def make_loss_fn(num_classes: int, label_smoothing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, mix_prob: float = 1.0):
+    """Cross-entropy (label smoothing) with optional MixUp/CutMix drawn from the trainer's
+    generator ``g`` (checkpointed, so a resumed run mixes the same pairs)."""
 
-    def loss_fn(model, batch):
+    def loss_fn(model, batch, g: torch.Generator):
         video, labels = batch["video"], batch["label"]
         use_mix = (mixup_alpha > 0 or cutmix_alpha > 0) and float(torch.rand((), generator=g)) < mix_prob
         if use_mix:
@@ -146,7 +172,7 @@ def make_loss_fn(num_classes: int, label_smoothing: float = 0.0, mixup_alpha: fl
 def evaluate_fn_for(num_classes: int):
     def evaluate_fn(model, loader, accelerator):
         logits, labels = [], []
-        for batch in loader:
+        for batch in readable_batches(loader):
             out = model(batch["video"])
             out, lab = accelerator.gather_for_metrics((out.float(), batch["label"]))
             logits.append(out.cpu())
@@ -198,7 +224,7 @@ def train_classifier(
         model,
         train_config,
         train,
-        make_loss_fn(len(classes), label_smoothing, mixup_alpha, cutmix_alpha, seed=train_config.seed),
+        make_loss_fn(len(classes), label_smoothing, mixup_alpha, cutmix_alpha),
         val_dataset=val_ds,
         evaluate_fn=evaluate_fn_for(len(classes)),
         save_fn=lambda m, path: m.save_pretrained(path),
@@ -224,13 +250,16 @@ def evaluate_classifier(model: VideoClassifier, dataset: VideoDataset, batch_siz
 
     model.eval()
     logits, labels = [], []
-    loader = DataLoader(dataset, batch_size=batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_readable)
     started = time.perf_counter()
     with torch.no_grad():
-        for batch in progress(loader) if progress else loader:
+        for batch in readable_batches(progress(loader) if progress else loader):
             logits.append(model(batch["video"]))
             labels.append(batch["label"])
+    if not logits:
+        raise DatasetError(f"none of the {len(dataset)} videos could be decoded")
     metrics = classification_metrics(torch.cat(logits), torch.cat(labels), len(model.classes))
+    metrics["skipped"] = sorted(dataset.skipped)
     metrics["seconds"] = time.perf_counter() - started
     metrics["per_class_accuracy"] = dict(zip(model.classes, metrics["per_class_accuracy"]))
     return metrics

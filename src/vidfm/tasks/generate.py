@@ -20,43 +20,34 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vidfm.data.datasets import SkipsUnreadable, captions_from_jsonl, find_videos, split_off_validation
+from vidfm.data.datasets import DataSource, SkipsUnreadable, readable_batches, split_off_validation
 from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
 from vidfm.io import VideoReader
 from vidfm.metrics.generation import psnr_ssim
-from vidfm.pipelines.video_generation import META
-from vidfm.training import TrainConfig, Trainer, atomic_save_dir, model_folder
+from vidfm.adapt.lora import add_lora, save_lora
+from vidfm.pipelines.video_generation import LORA_BASE, VideoGenerationPipeline
+from vidfm.files import atomic_file, atomic_save_dir, file_signature, model_folder
+from vidfm.training import TrainConfig, Trainer
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out"]
 
 
 # -- data --------------------------------------------------------------------------------------
 def generation_records(data, split: str = "train") -> list[dict]:
-    """Records ``{path, captions, start, end}`` (frames; ``None`` = whole video)."""
-    data = Path(data)
-    if not data.exists():
-        raise DatasetError(f"{data}: no such file or folder")
-    if (data / "world.json").exists():
-        from vidfm.data.datasets import SyntheticWorld
-
-        world = SyntheticWorld(data)
-        world._split(split)
-        captions = {r["video_id"]: r["captions"] for r in captions_from_jsonl(data / "captions" / f"{split}.jsonl", data)}
+    """Records ``{path, captions, start, end}`` (frames; ``None`` = whole video). In a
+    world each clip spans the main object's action (multi-shot videos are left out: their
+    captions describe one shot only); elsewhere whole videos, with captions if any."""
+    source = DataSource(data)
+    if source.is_world:
+        captions = {r["video_id"]: r["captions"] for r in source.captions(split)}
         out = []
-        for m in world.metadata():
+        for m in source.world().metadata():
             if m["video_id"] not in captions or len(m["shots"]) != 1:
-                continue  # multi-shot videos: the captions describe one shot only
+                continue
             main = m["shots"][0]["objects"][0]
             out.append({"path": m["path"], "captions": captions[m["video_id"]], "start": main["start"], "end": main["end"], "video_id": m["video_id"]})
         return out
-    if data.suffix == ".jsonl":
-        return [{**r, "start": None, "end": None} for r in captions_from_jsonl(data, data.parent)]  # paths relative to the file
-    if data.is_dir():
-        videos = find_videos(data)
-        if not videos:
-            raise DatasetError(f"{data}: no videos found")
-        return [{"path": str(p), "captions": [], "start": None, "end": None} for p in videos]
-    raise DatasetError(f"{data}: expected a synthetic world, a captions .jsonl or a folder of videos")
+    return [{"captions": [], **r, "start": None, "end": None} for r in source.videos(split)]
 
 
 def clip_indices(n: int, num_frames: int, start: int | None, end: int | None) -> np.ndarray:
@@ -68,10 +59,10 @@ class ClipDataset(SkipsUnreadable):
     """Items ``{video (3, T, H, W) in [-1, 1], index}``; unreadable videos are skipped (warned
     once, counted) like everywhere else in vidfm."""
 
-    def __init__(self, records: list[dict], num_frames: int, size: int):
+    def __init__(self, records: list[dict], num_frames: int, size: int, train: bool = True):
         if not records:
             raise DatasetError("the dataset has no videos")
-        self.records, self.num_frames, self.size = records, num_frames, size
+        self.records, self.num_frames, self.size, self.train = records, num_frames, size, train
         self.skipped: set[str] = set()
 
     def load(self, i: int) -> dict:
@@ -83,7 +74,7 @@ class ClipDataset(SkipsUnreadable):
 
 def _train_val(data, val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     train = generation_records(data, "train")
-    if (Path(data) / "world.json").exists():
+    if DataSource(data).is_world:
         return train, generation_records(data, "val")
     return split_off_validation(train, val_fraction, seed)
 
@@ -104,19 +95,19 @@ def train_vae(
     model = load_vae(model_folder(init)).train() if init else build_vae(preset, **({"latent_channels": latent_channels} if latent_channels else {}))
     model.check_size(num_frames, size, size)
     train_recs, val_recs = _train_val(data, 0.1, config.seed)
-    train, val = ClipDataset(train_recs, num_frames, size), ClipDataset(val_recs or train_recs[:8], num_frames, size)
+    train, val = ClipDataset(train_recs, num_frames, size), ClipDataset(val_recs or train_recs[:8], num_frames, size, train=False)
     config.extra.update(task="vae", data=str(data), num_frames=num_frames, size=size, kl_weight=kl_weight)
 
-    def loss_fn(m, batch):
+    def loss_fn(m, batch, g):
         video = batch["video"]
-        recon, posterior = m(video)
+        recon, posterior = m(video, generator=g)
         rec = F.l1_loss(recon, video)
         kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()  # per latent element
         return rec + kl_weight * kl, {"l1": float(rec.detach()), "kl": float(kl.detach())}
 
     def evaluate_fn(m, loader, _acc):
         scores, latents = [], []
-        for batch in loader:
+        for batch in readable_batches(loader):
             posterior = m.encode(batch["video"])
             z = posterior.mode()
             recon = m.decode(z)
@@ -137,9 +128,20 @@ def train_vae(
 
 # -- latent cache ------------------------------------------------------------------------------
 def vae_fingerprint(vae_dir: Path) -> str:
-    from vidfm.retrieval.embedder import fingerprint_folder
+    from vidfm.files import fingerprint_folder
 
     return fingerprint_folder(vae_dir)
+
+
+def fingerprint_module(module) -> str:
+    """A short hash of a module's weights (a VAE inside a pipeline has no folder of its own)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -185,16 +187,23 @@ def encode_records(vae, text_encoder, records: list[dict], num_frames: int, size
 
 
 def cached_encoding(out: Path, key: dict, make) -> dict:
+    """The latent cache ``OUT/latents.pt`` if it was made with ``key`` (VAE fingerprint,
+    text tower, clip layout and every video's size and mtime), else a new one. A damaged
+    cache is only a cache: it is rebuilt, with a warning."""
     path = out / "latents.pt"
     if path.exists():
-        blob = torch.load(path, weights_only=False)
-        if blob.get("key") == key:
+        try:
+            blob = torch.load(path, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable pickle
+            import warnings
+
+            warnings.warn(f"{path}: unreadable latent cache ({type(e).__name__}); encoding the clips again", stacklevel=2)
+            blob = {}
+        if isinstance(blob, dict) and blob.get("key") == key:
             return blob
     blob = {**make(), "key": key}
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.save(blob, tmp)
     return blob
 
 
@@ -218,42 +227,11 @@ class LatentDataset(Dataset):
 
 
 # -- LoRA --------------------------------------------------------------------------------------
-def add_lora(denoiser, rank: int, alpha: float | None = None) -> None:
-    """LoRA on every attention projection (peft); everything else frozen."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    if rank < 1:
-        raise ConfigError(f"LoRA rank must be >= 1, got {rank}")
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS), denoiser)
-    for name, p in denoiser.named_parameters():
-        p.requires_grad = "lora_" in name
-
-
-def save_lora(denoiser, path: Path, rank: int, alpha: float) -> None:
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(denoiser).items()}, path / "adapter_model.safetensors")
-    (path / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": alpha, "target_modules": LORA_TARGETS}))
-
-
-def load_lora(denoiser, path: Path, merge: bool = True) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from vidfm.adapt import merge_lora_layers
-
-    if not (path / "adapter_config.json").exists():
-        raise ConfigError(f"{path}: no adapter_config.json; not a saved LoRA")
-    spec = json.loads((path / "adapter_config.json").read_text())
-    add_lora(denoiser, spec["r"], spec["lora_alpha"])
-    result = set_peft_model_state_dict(denoiser, load_file(path / "adapter_model.safetensors"))
-    if getattr(result, "unexpected_keys", None):
-        raise ConfigError(f"{path}: LoRA weights do not fit this denoiser ({result.unexpected_keys[:3]}...)")
-    if merge:
-        merge_lora_layers(denoiser)
-    denoiser.eval()
+def add_denoiser_lora(denoiser, rank: int, alpha: float | None = None) -> None:
+    """LoRA (peft, via ``vidfm.adapt.lora``) on every attention projection; everything
+    else frozen."""
+    targets = sorted({name for name, _ in denoiser.named_modules() if name.rsplit(".", 1)[-1] in LORA_TARGETS})
+    add_lora(denoiser, rank, alpha, targets)
 
 
 # -- denoiser ----------------------------------------------------------------------------------
@@ -288,45 +266,42 @@ def train_denoiser(
     out = Path(out)
     config = config or TrainConfig(output_dir=str(out))
     config.output_dir, config.metric, config.metric_mode = str(out), "loss", "min"
-    base_dir = None
+    base = None
     if init is not None:
-        base_dir = model_folder(Path(init), META)
-        if not (base_dir / META).exists():
-            raise ConfigError(f"{init}: not a generation pipeline (no {META})")
-        base_meta = json.loads((base_dir / META).read_text())
-        if "base" in base_meta:
-            raise ConfigError(f"{init}: is itself a LoRA run; start from its base {base_meta['base']}")
-        vae_dir, model = base_dir / "vae", load_denoiser(base_dir / "denoiser").train()
-        prediction, text_encoder = base_meta["prediction"], base_meta["text_encoder"]
-        num_frames, size, fps = base_meta["num_frames"], base_meta["height"], base_meta["fps"]
+        base = VideoGenerationPipeline.from_pretrained(init)
+        if getattr(base, "lora", None):
+            raise ConfigError(f"{init}: is itself a LoRA run; start from its base pipeline")
+        vae_model, model = base.vae, base.denoiser.train()
+        prediction, text_encoder, num_frames, size, fps = (base.config[k] for k in ("prediction", "text_encoder_id", "num_frames", "height", "fps"))
+        vae_fp = fingerprint_module(vae_model)
     else:
         if vae is None:
             raise ConfigError("--vae is required: a folder from 'vidfm train vae' (or --init a pipeline)")
         vae_dir = model_folder(Path(vae))
-        model = None
+        vae_model, model, vae_fp = load_vae(vae_dir), None, vae_fingerprint(vae_dir)
+        vae_meta = json.loads((vae_dir / "vae.json").read_text()) if (vae_dir / "vae.json").exists() else {}
+        size = size or vae_meta.get("size", 32)
     if lora_rank and init is None:
         raise ConfigError("LoRA fine-tunes an existing pipeline: give --init PIPELINE")
-    vae_model = load_vae(vae_dir)
-    vae_meta = json.loads((vae_dir / "vae.json").read_text()) if (vae_dir / "vae.json").exists() else {}
-    size = size or vae_meta.get("size", 32)
     vae_model.check_size(num_frames, size, size)
     objective = DiffusionObjective(prediction=prediction, temporal_weight=temporal_weight, text_dropout=text_dropout)
     text = TextEncoder(text_encoder).eval()
     if model is None:
         model = build_denoiser(denoiser, latent_channels=vae_model.config.latent_channels, text_dim=text.output_dim, **({"attention": attention} if attention else {}))
     if lora_rank:
-        add_lora(model, lora_rank, lora_alpha)
+        add_denoiser_lora(model, lora_rank, lora_alpha)
     train_recs, val_recs = _train_val(data, 0.1, config.seed)
     records = train_recs + val_recs
-    key = {"vae": vae_fingerprint(vae_dir), "text": text_encoder, "data": str(data), "num_frames": num_frames, "size": size, "n": len(records)}
+    key = {"vae": vae_fp, "text": text_encoder, "num_frames": num_frames, "size": size,
+           "videos": file_signature([r["path"] for r in records]), "clips": [(r.get("start"), r.get("end")) for r in records]}
     blob = cached_encoding(out, key, lambda: encode_records(vae_model, text, records, num_frames, size, progress=progress))
     n_train = sum(1 for p in blob["paths"] if p in {r["path"] for r in train_recs})
     train = LatentDataset(blob, list(range(n_train)), True, config.seed)
     val = LatentDataset(blob, list(range(n_train, len(blob["paths"]))) or list(range(min(8, n_train))), False)
     config.extra.update(task="denoiser", data=str(data), denoiser=denoiser, prediction=prediction, temporal_weight=temporal_weight, lora_rank=lora_rank)
 
-    def loss_fn(m, batch):
-        return objective(m, batch)
+    def loss_fn(m, batch, g):
+        return objective(m, batch, g)
 
     def evaluate_fn(m, loader, _acc):
         g = torch.Generator().manual_seed(1234)  # the same noise and timesteps every evaluation
@@ -334,21 +309,16 @@ def train_denoiser(
         return {"loss": float(np.mean(losses))}
 
     def save_fn(m, path):
-        meta = {
-            "text_encoder": text_encoder, "max_text_length": text.max_length, "num_frames": num_frames, "height": size, "width": size,
-            "fps": fps, "prediction": prediction, "default_scheduler": "euler" if prediction == "flow" else "ddim",
-        }  # fmt: skip
+        if lora_rank:
+            def write(d: Path):
+                (d / LORA_BASE).write_text(json.dumps({"base": str(Path(init).resolve())}, indent=2))
+                save_lora(m, d / "lora")
 
-        def write(d: Path):
-            if lora_rank:
-                (d / META).write_text(json.dumps({**meta, "base": str(base_dir.resolve())}, indent=2))
-                save_lora(m, d / "lora", lora_rank, lora_alpha or lora_rank)
-                return
-            (d / META).write_text(json.dumps(meta, indent=2))
-            m.save_pretrained(d / "denoiser")
-            vae_model.save_pretrained(d / "vae")
-            objective.scheduler.save_pretrained(d / "scheduler")
-
-        atomic_save_dir(Path(path), write)
+            atomic_save_dir(Path(path), write)
+            return
+        scheduler = objective.scheduler
+        pipe = VideoGenerationPipeline(vae_model, m, scheduler, text_encoder_id=text_encoder, max_text_length=text.max_length, num_frames=num_frames,
+                                       height=size, width=size, fps=fps, prediction=prediction, default_scheduler="euler" if prediction == "flow" else "ddim")  # fmt: skip
+        atomic_save_dir(Path(path), lambda d: pipe.save_pretrained(d))
 
     return Trainer(model, config, train, loss_fn, val, evaluate_fn, save_fn).fit(resume)

@@ -56,7 +56,7 @@ class SemanticJudge:
     def __init__(self, classifier_path, retrieval_path):
         from vidfm.retrieval.embedder import Embedder
         from vidfm.tasks.classify import VideoClassifier
-        from vidfm.training import model_folder
+        from vidfm.files import model_folder
 
         self.classifier = VideoClassifier.from_pretrained(model_folder(classifier_path)).eval()
         self.retrieval = Embedder(retrieval_path)

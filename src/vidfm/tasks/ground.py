@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from vidfm.data.datasets import grounding_from_sta
+from vidfm.data.datasets import DataSource
 from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
 from vidfm.metrics.grounding import grounding_metrics
 from vidfm.models.text import MINILM, TextEncoder
-from vidfm.training import TrainConfig, Trainer, atomic_save_dir, model_folder
+from vidfm.files import atomic_file, atomic_save_dir, model_folder, stat_key
+from vidfm.training import TrainConfig, Trainer
 
 HEADS = ("candidates", "regression")
 META = "grounding.json"
@@ -211,7 +212,7 @@ def grounding_loss(out: dict, target: torch.Tensor, candidates: torch.Tensor) ->
     return cand + rank + F.l1_loss(pred, target) + (1 - reg_iou).mean()
 
 
-def _loss_fn(model, batch):
+def _loss_fn(model, batch, generator=None):
     inner = getattr(model, "module", model)
     out = model(batch["features"], batch["sentence"])
     return grounding_loss(out, batch["target"], inner.candidates), {}
@@ -235,13 +236,6 @@ def _evaluate(model, loader, accelerator=None) -> dict:
 
 
 # -- entry points ------------------------------------------------------------------------------
-def grounding_records(data, split: str) -> list[dict]:
-    data = Path(data)
-    if (data / "world.json").exists():
-        return grounding_from_sta(data / "grounding" / f"{split}.txt", data / "videos")
-    raise DatasetError(f"{data}: grounding data must be a synthetic world (Charades-STA files: use vidfm.data.grounding_from_sta)")
-
-
 def train_grounding(data, features_model, *, train_config: TrainConfig, num_clips: int = 16, window_frames: int = 8, hidden: int = 128,
                     progress=None, resume: bool = True) -> dict:  # fmt: skip
     """Train on a world's grounding train split (val for model selection by mIoU)."""
@@ -251,8 +245,9 @@ def train_grounding(data, features_model, *, train_config: TrainConfig, num_clip
     key = {"fingerprint": embedder.fingerprint, "num_clips": num_clips, "window_frames": window_frames}
     cache_file = Path(train_config.output_dir) / "clip_features.pt"
     cache = load_feature_cache(cache_file, key) if resume else {}
-    train = GroundingDataset(grounding_records(data, "train"), embedder, num_clips, window_frames, cache, progress)
-    val = GroundingDataset(grounding_records(data, "val"), embedder, num_clips, window_frames, cache, progress)
+    source = DataSource(data)
+    train = GroundingDataset(source.grounding("train"), embedder, num_clips, window_frames, cache, progress)
+    val = GroundingDataset(source.grounding("val"), embedder, num_clips, window_frames, cache, progress)
     save_feature_cache(cache_file, key, cache)
     torch.manual_seed(train_config.seed)
     model = GroundingModel(embedder.dim, TextEncoder(MINILM), hidden, num_clips)
@@ -268,21 +263,23 @@ def train_grounding(data, features_model, *, train_config: TrainConfig, num_clip
 
 def load_feature_cache(path: Path, key: dict) -> dict:
     """Clip features saved by an earlier run with the same feature model and clip layout
-    (so a resumed or repeated run skips the extraction); empty otherwise."""
+    (so a resumed or repeated run skips the extraction), minus those of videos whose size
+    or mtime changed since; empty otherwise."""
     if not path.exists():
         return {}
     try:
         blob = torch.load(path, weights_only=False)
-    except Exception:
-        return {}  # a damaged cache is only a cache: extract again
-    return blob["features"] if blob.get("key") == key else {}
+    except Exception:  # noqa: BLE001 - a damaged cache is only a cache: extract again
+        return {}
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        return {}
+    stats = blob.get("stats", {})
+    return {p: f for p, f in blob["features"].items() if p in stats and stats[p] == stat_key(p)}
 
 
 def save_feature_cache(path: Path, key: dict, cache: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"key": key, "features": cache}, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.save({"key": key, "features": cache, "stats": {p: stat_key(p) for p in cache}}, tmp)
 
 
 class Grounder:

@@ -14,67 +14,33 @@ from pathlib import Path
 
 import torch
 
-from vidfm.data.datasets import VideoDataset, captions_from_jsonl, find_videos, split_off_validation
+from vidfm.data.datasets import DataSource, VideoDataset, readable_batches, split_off_validation
 from vidfm.data.transforms import eval_transform, train_transform
-from vidfm.errors import ConfigError, DatasetError
+from vidfm.errors import ConfigError
 from vidfm.models import resolve_encoder
 from vidfm.objectives import ContrastiveVideoModel, MaskedVideoModel, TwoViews, VideoTextModel, nt_xent, tube_mask
 from vidfm.objectives.contrastive import contrastive_loss_fn
 from vidfm.objectives.mvm import mvm_loss_fn
 from vidfm.objectives.video_text import video_text_loss_fn
-from vidfm.training import TrainConfig, Trainer, atomic_save_dir
+from vidfm.files import atomic_save_dir
+from vidfm.training import TrainConfig, Trainer
 
 OBJECTIVES = ("mvm", "simclr", "moco", "contrastive")
 
 
 # -- data ----------------------------------------------------------------------------------
-def unlabeled_records(data) -> list[dict]:
-    """Videos to pre-train on: a world's train split, every video under a folder
-    (recursively), a CSV with a ``path`` column, or a captions JSONL."""
-    data = Path(data)
-    if (data / "world.json").exists():
-        return captions_from_jsonl(data / "captions" / "train.jsonl", data)
-    if data.suffix == ".jsonl":
-        return captions_from_jsonl(data, data.parent)
-    if data.suffix.lower() == ".csv":
-        import csv
-
-        with open(data, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or "path" not in rows[0]:
-            raise DatasetError(f"{data}: needs a header with a 'path' column")
-        return [{"path": str(p if (p := Path(r["path"])).is_absolute() else data.parent / p)} for r in rows]
-    if not data.is_dir():
-        raise DatasetError(f"{data}: not found (expected a synthetic world, a folder of videos, a CSV or a captions JSONL)")
-    records = [{"path": str(p)} for p in find_videos(data)]
-    if not records:
-        raise DatasetError(f"{data}: no videos found")
-    return records
-
-
-def captioned_records(data, split: str) -> list[dict]:
-    data = Path(data)
-    if (data / "world.json").exists():
-        return captions_from_jsonl(data / "captions" / f"{split}.jsonl", data)
-    if data.suffix == ".jsonl":
-        return captions_from_jsonl(data, data.parent)
-    raise DatasetError(f"{data}: video-text training needs captions: a synthetic world or a JSONL of {{path, captions}}")
-
-
 def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on_error="skip", val=None):
     """(train, val) datasets for an objective. Worlds use their own val split; other data
     keep 10 % aside (or ``val``, a folder/CSV/JSONL of the same kind)."""
-    world = (Path(data) / "world.json").exists()
+    source = DataSource(data)
+    world = source.is_world
     common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, sampler="segments")
     # never flip a world: its captions and labels name directions
     tf_train = train_transform(size, scale=(0.5, 1.0) if objective in ("simclr", "moco") else (0.8, 1.0), flip=not world, occlusion=False)
     tf_eval = eval_transform(size)
-    if objective == "contrastive":
-        train_r = captioned_records(data, "train")
-        val_r = captioned_records(data, "val") if world else (captioned_records(val, "val") if val else None)
-    else:
-        train_r = unlabeled_records(data)
-        val_r = captioned_records(data, "val") if world else (unlabeled_records(val) if val else None)
+    records = (lambda src, split: src.captions(split)) if objective == "contrastive" else (lambda src, split: src.videos(split))
+    train_r = records(source, "train")
+    val_r = records(source, "val") if world else (records(DataSource(val), "val") if val else None)
     if val_r is None:
         train_r, val_r = split_off_validation(train_r, 0.1, seed)
 
@@ -126,7 +92,7 @@ def _validation_loss(model, loader, accelerator) -> dict:
     inner = accelerator.unwrap_model(model)
     g = torch.Generator().manual_seed(0)
     total, n = 0.0, 0
-    for batch in loader:
+    for batch in readable_batches(loader):
         if isinstance(inner, MaskedVideoModel):
             v = batch["video"]
             mask = tube_mask(v.shape[0], inner.encoder.config.grid(*[v.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, g, v.device)
@@ -143,7 +109,7 @@ def _retrieval_eval(model, loader, accelerator) -> dict:
 
     inner = accelerator.unwrap_model(model)
     videos, texts = [], []
-    for batch in loader:
+    for batch in readable_batches(loader):
         videos.append(inner.encode_video(batch["video"]).cpu())
         texts.append(inner.encode_text(batch["caption"]).cpu())
     return retrieval_metrics(torch.cat(texts) @ torch.cat(videos).t())

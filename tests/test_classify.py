@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from vidfm.cli.main import main
@@ -23,7 +24,14 @@ def test_train_eval_predict_on_a_world(world, tmp_path, capsys):
     assert (out / "best" / "model.safetensors").exists() and (out / "curves.png").exists()
     code, stdout, _ = run(capsys, "eval", out, world, "--split", "compositional", "--json")
     metrics = json.loads(stdout)
-    assert code == 0 and metrics["count"] == 4 and 0 <= metrics["accuracy"] <= 1 and "top5" in metrics
+    # the evaluation agrees with 'predict' on each of the split's videos, and reports the logits' spread
+    from vidfm.tasks.classify import VideoClassifier, predict
+
+    model = VideoClassifier.from_pretrained(out)
+    rows = [line.split(",") for line in (world / "classification" / "compositional.csv").read_text().splitlines()[1:]]
+    hits = [predict(model, world / path, top=1)[0][0] == label for path, label in rows]
+    assert code == 0 and metrics["count"] == len(rows) == 4 and metrics["accuracy"] == pytest.approx(np.mean(hits))
+    assert "top5" in metrics and metrics["logit_spread"] > 1e-3 and not metrics["collapsed"]
     assert (out / "best" / "confusion_compositional.png").exists()
     video = world / "videos" / "000001.mp4"
     code, stdout, _ = run(capsys, "predict", out, video, "--top", 3, "--json")
@@ -35,7 +43,7 @@ def test_train_eval_predict_on_a_world(world, tmp_path, capsys):
     assert code == 0 and "already finished" in stdout and "--fresh" in stdout
     # other settings into the same folder are refused, naming the difference and the way out
     code, _, err = run(capsys, *same, "--epochs", 3, "--lr", 0.01)
-    assert code == 1 and "epochs: 2 -> 3" in err and "lr: 0.001 -> 0.01" in err and "--fresh" in err
+    assert code == 1 and "epochs: 2 -> 3" in err and "lr: 0.003 -> 0.01" in err and "--fresh" in err
     code, stdout, _ = run(capsys, *same, "--epochs", 1, "--fresh", "--json")
     assert code == 0 and json.loads(stdout)["epochs"] == 1
 
@@ -88,3 +96,35 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="weights do not match"):
         VideoClassifier.from_pretrained(tmp_path)
+
+
+def test_a_folder_of_another_model_type_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "classifier.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    (tmp_path / "head.safetensors").write_bytes(b"")
+    with pytest.raises(ConfigError, match="model_type 'bert' is not a video encoder"):
+        VideoClassifier.from_pretrained(tmp_path)
+
+
+def test_classifier_folders_are_ordinary_encoder_folders(tmp_path):
+    """The encoder inside a classifier (adaptation included) opens with load_encoder, for
+    transfer or search, without the classifier code."""
+    import torch
+
+    from vidfm.adapt import apply_adaptation
+    from vidfm.models import build_encoder, load_encoder
+
+    torch.manual_seed(0)
+    model = apply_adaptation(VideoClassifier(build_encoder("videomae-tiny"), ["a", "b"]), "lora", rank=4, alpha=8)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)  # a trained adapter: its update is not zero
+    model.eval().save_pretrained(tmp_path)
+    video = torch.rand(2, 8, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.encoder(video).pooled
+        merged = load_encoder(tmp_path)  # LoRA folded into the weights
+        kept = load_encoder(tmp_path, merge_lora=False)
+        assert not any("lora_" in n for n, _ in merged.named_parameters()) and any("lora_" in n for n, _ in kept.named_parameters())
+        assert torch.allclose(merged(video).pooled, expected, atol=1e-5) and torch.allclose(kept(video).pooled, expected, atol=1e-5)
+        assert torch.allclose(VideoClassifier.from_pretrained(tmp_path)(video), model(video), atol=1e-5)

@@ -1,6 +1,7 @@
 """Video generation: causal VAE, denoisers, objectives, sampling, training, CLI, metrics."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -405,3 +406,38 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
         m(x, t, text, mask).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_pipeline_folders_of_earlier_versions_load_and_broken_ones_fail_clearly(gen_runs, tmp_path):
+    from vidfm.pipelines import VideoGenerationPipeline
+
+    pipe = VideoGenerationPipeline.from_pretrained(gen_runs / "den")
+    old = tmp_path / "old"  # the layout before the pipeline was a DiffusionPipeline
+    pipe.vae.save_pretrained(old / "vae")
+    pipe.denoiser.save_pretrained(old / "denoiser")
+    pipe.scheduler.save_pretrained(old / "scheduler")
+    meta = {"text_encoder": "minilm", "max_text_length": 32, "num_frames": 5, "height": 16, "width": 16, "fps": 8, "prediction": "flow", "default_scheduler": "euler"}
+    (old / "pipeline.json").write_text(json.dumps(meta))
+    assert np.array_equal(sample(VideoGenerationPipeline.from_pretrained(old), seed=3), sample(pipe, seed=3))
+    (old / "pipeline.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="pipeline.json: not valid JSON"):
+        VideoGenerationPipeline.from_pretrained(old)
+    (old / "pipeline.json").write_text(json.dumps(meta))
+    (old / "scheduler" / "scheduler_config.json").unlink()
+    with pytest.raises(ConfigError, match="no scheduler/scheduler_config.json"):
+        VideoGenerationPipeline.from_pretrained(old)
+    new = tmp_path / "new"
+    pipe.save_pretrained(new)
+    shutil.rmtree(new / "scheduler")
+    with pytest.raises(ConfigError, match="incomplete"):
+        VideoGenerationPipeline.from_pretrained(new)
+
+
+def test_a_damaged_latent_cache_is_rebuilt(tmp_path):
+    from vidfm.tasks.generate import cached_encoding
+
+    (tmp_path / "latents.pt").write_bytes(b"not a pickle")
+    with pytest.warns(UserWarning, match="unreadable latent cache"):
+        blob = cached_encoding(tmp_path, {"k": 1}, lambda: {"latents": torch.zeros(1)})
+    assert blob["key"] == {"k": 1} and torch.load(tmp_path / "latents.pt", weights_only=False)["key"] == {"k": 1}
+    assert cached_encoding(tmp_path, {"k": 1}, lambda: pytest.fail("rebuilt a valid cache"))["key"] == {"k": 1}

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -103,12 +104,18 @@ def test_cli_train_ground_eval(world, tmp_path, capsys):
                             "--clips", 8, "--hidden", 32, "--json")  # fmt: skip
     assert code == 0, err
     summary = json.loads(stdout)
-    assert summary["train_sentences"] > 10 and 0 <= summary["best"] <= 1
+    assert summary["train_sentences"] > 10 and summary["best"] == summary["best_eval"]["mIoU"]
     assert (out / "clip_features.pt").exists()  # a resumed run reuses the extracted features
     from vidfm.tasks.ground import load_feature_cache
 
     blob = torch.load(out / "clip_features.pt", weights_only=False)
-    assert load_feature_cache(out / "clip_features.pt", blob["key"]) and not load_feature_cache(out / "clip_features.pt", {**blob["key"], "num_clips": 4})
+    cached = load_feature_cache(out / "clip_features.pt", blob["key"])
+    assert cached and not load_feature_cache(out / "clip_features.pt", {**blob["key"], "num_clips": 4})
+    changed = sorted(cached)[0]  # a video rewritten in place (same name, new mtime) is no longer served from the cache
+    before = os.stat(changed)
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert set(load_feature_cache(out / "clip_features.pt", blob["key"])) == set(cached) - {changed}
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))
     video = sorted((world / "videos").glob("*.mp4"))[0]
     code, stdout, err = run(capsys, "ground", video, "when does the blue square grow?", "the red circle moves left", "--model", out, "--json")
     results = json.loads(stdout)

@@ -262,3 +262,50 @@ def test_temporal_shift_lets_a_2d_cnn_see_neighbouring_frames():
         assert not torch.allclose(a[:, 0], b[:, 0])
         assert (not torch.allclose(a[:, 1], b[:, 1], atol=1e-6)) == sees_neighbour, name
         assert torch.allclose(a[:, 7], b[:, 7], atol=1e-6)  # 4 blocks shift by at most 4 frames
+
+
+@pytest.mark.parametrize("name", ["videomae-tiny", "timesformer-tiny"])
+def test_frames_that_do_not_divide_into_patches_are_refused(name):
+    model = build_encoder(name)
+    with pytest.raises(ConfigError, match="do not divide into 8x8 patches"):
+        model(torch.rand(1, 8, 3, 60, 64))
+
+
+@pytest.mark.parametrize("name", ["videomae-tiny", "timesformer-tiny", "r2plus1d-tiny", "frame-tiny"])
+def test_hidden_states_and_attentions_on_request(name):
+    model = build_encoder(name).eval()
+    video = torch.rand(2, 8, 3, 64, 64)
+    with torch.no_grad():
+        plain = model(video)
+        out = model(video, output_hidden_states=True, output_attentions=True)
+    assert plain.hidden_states is None and plain.attentions is None
+    assert torch.allclose(plain.pooled, out.pooled, atol=1e-5)  # the eager path computes the same thing as SDPA
+    assert len(out.hidden_states) == len(model.blocks) + 1 and all(h.shape[0] == 2 and h.ndim == 3 for h in out.hidden_states)
+    if name == "r2plus1d-tiny":
+        assert out.attentions is None
+        return
+    assert len(out.attentions) == len(model.blocks)
+    w = out.attentions[-1]
+    assert torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)), atol=1e-4)  # rows of attention weights sum to 1
+
+
+def test_old_encoder_folders_with_fused_qkv_still_load(tmp_path):
+    """Folders saved before the attention modules were unified had one fused qkv projection."""
+    from safetensors.torch import load_file, save_file
+
+    model = build_encoder("videomae-tiny").eval()
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    old = {}
+    for k, v in state.items():
+        if ".attn.to_q.weight" in k:
+            base = k.replace("to_q.weight", "")
+            old[base + "qkv.weight"] = torch.cat([state[base + f"to_{n}.weight"] for n in "qkv"])
+            old[base + "q_bias"], old[base + "v_bias"] = state[base + "to_q.bias"], state[base + "to_v.bias"]
+            old[base + "proj.weight"], old[base + "proj.bias"] = state[base + "to_out.weight"], state[base + "to_out.bias"]
+        elif ".attn." not in k:
+            old[k] = v
+    save_file(old, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    video = torch.rand(1, 8, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(load_encoder(tmp_path)(video).pooled, model(video).pooled, atol=1e-5)

@@ -149,9 +149,15 @@ def test_hnsw_index_finds_the_same_nearest_neighbours(model_dir, clips, tmp_path
         assert [h["path"] for h in a.search_text(e, q, 3)] == [h["path"] for h in b.search_text(e, q, 3)]
 
 
-def test_zero_shot_scores_every_label(model_dir, clips):
-    scores = zero_shot(Embedder(model_dir), sorted(clips.iterdir()), ["move left", "grow", "rotate"])
-    assert scores.shape == (3, 3) and np.all(np.abs(scores) <= 1 + 1e-5)
+def test_zero_shot_scores_are_cosines_to_the_prompt_ensemble(model_dir, clips):
+    e = Embedder(model_dir)
+    labels = ["move left", "grow", "rotate"]
+    scores = zero_shot(e, sorted(clips.iterdir()), labels, templates=("a video of {}", "{}"))
+    for i, video in enumerate(sorted(clips.iterdir())):
+        v = e.embed_video(video)
+        for j, label in enumerate(labels):
+            t = e.encode_text([f"a video of {label}", label]).mean(0)
+            assert scores[i, j] == pytest.approx(float(v @ t / np.linalg.norm(t)), abs=1e-5)
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -162,10 +168,15 @@ def test_cli_index_search_zeroshot(model_dir, clips, tmp_path, capsys):
     code, out, _ = run(capsys, "search", idx, "a red circle moves left", "--top", 2, "--json")
     hits = json.loads(out)["hits"]
     assert code == 0 and len(hits) == 2 and {"score", "path", "start", "end"} <= set(hits[0])
-    code, out, _ = run(capsys, "search", idx, "--video", clips / "b.mp4", "--top", 1)
-    assert code == 0 and "a.mp4" in out or "c.mp4" in out
+    code, out, _ = run(capsys, "search", idx, "--video", clips / "b.mp4", "--top", 5, "--json")
+    hits = json.loads(out)["hits"]
+    assert code == 0 and sorted(os.path.basename(h["path"]) for h in hits) == ["a.mp4", "c.mp4"]  # every other video, never itself
+    assert hits[0]["score"] >= hits[1]["score"]
     code, out, _ = run(capsys, "zeroshot", model_dir, clips / "a.mp4", "--labels", "grow,shrink", "--json")
-    assert code == 0 and [r["label"] for r in json.loads(out)[str(clips / "a.mp4")]] in (["grow", "shrink"], ["shrink", "grow"])
+    ranked = json.loads(out)[str(clips / "a.mp4")]
+    expected = zero_shot(Embedder(model_dir), [clips / "a.mp4"], ["grow", "shrink"])[0]
+    assert code == 0 and [r["label"] for r in ranked] == [["grow", "shrink"][i] for i in np.argsort(-expected)]
+    assert [r["score"] for r in ranked] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -198,3 +209,29 @@ def test_index_one_segment_per_shot(model_dir, tmp_path):
     with VideoIndex.open(tmp_path / "i") as ix:
         rows = ix.db.execute("SELECT start, end FROM segments ORDER BY id").fetchall()
     assert rows == [(0.0, 2.0), (2.0, 4.0), (4.0, pytest.approx(6.0))]
+
+
+def test_an_index_moved_with_its_model_works_from_any_directory(model_dir, clips, tmp_path, capsys, monkeypatch):
+    home = tmp_path / "project"
+    shutil.copytree(model_dir, home / "model")
+    monkeypatch.chdir(home)
+    assert run(capsys, "index", clips, "--model", "model", "--out", "idx")[0] == 0  # relative paths, as a user types them
+    shutil.move(str(home), str(tmp_path / "moved"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "search", tmp_path / "moved" / "idx", "a red circle", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["hits"]) == 3
+
+
+def test_a_file_given_as_the_index_is_a_clear_error(clips, capsys):
+    code, _, err = run(capsys, "search", clips / "a.mp4", "x")
+    assert code == 1 and "a.mp4: is a file, not an index folder" in err and "Traceback" not in err
+
+
+def test_evaluation_drops_unreadable_videos_instead_of_counting_another_twice(model_dir, clips, tmp_path):
+    from vidfm.tasks.retrieval import evaluate_retrieval
+
+    (clips / "broken.mp4").write_text("not a video")
+    records = [{"path": str(clips / n), "captions": [f"caption {n}"]} for n in ("a.mp4", "broken.mp4", "c.mp4")]
+    metrics = evaluate_retrieval(Embedder(model_dir), records)
+    assert metrics["videos"] == 2 and metrics["skipped"] == [str(clips / "broken.mp4")]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import make_trainer
+from train_helpers import RandomClips, make_trainer
 
 from vidfm.errors import ConfigError
 from vidfm.training import TrainConfig
@@ -150,3 +150,23 @@ def test_data_parallel_two_cpu_processes(tmp_path):
     assert res.stdout.count("world 2 steps 4") == 2
     a, b = (torch.load(tmp_path / "run" / f"rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batchnorm_statistics_are_recalibrated_before_evaluation(tmp_path, capsys):
+    """After a few steps BatchNorm's running averages still sit near their initial values:
+    without recalibration the eval-mode model gives every clip the same output (the
+    collapse users met on short runs), and the run says so; with it, it does not."""
+    from vidfm.cli.common import warn_if_collapsed
+    from vidfm.metrics.collapse import relative_spread
+
+    videos = RandomClips(12, seed=1).videos
+    spread = {}
+    for batches in (0, 16):
+        trainer = make_trainer(tmp_path / str(batches), encoder="r2plus1d-tiny", max_steps=6, lr=3e-3, bn_recalibration_batches=batches)
+        summary = trainer.fit()
+        with torch.no_grad():
+            spread[batches] = relative_spread(trainer.model.eval().encoder(videos).pooled)
+        assert summary["best_eval"]["collapsed"] == (batches == 0)
+        warn_if_collapsed(summary["best_eval"])
+        assert ("WARNING" in capsys.readouterr().err) == (batches == 0)
+    assert spread[0] < 1e-3 < 0.1 < spread[16]

@@ -6,8 +6,8 @@ folders, indexes, caches, checkpoints) publishes through ``atomic_file`` or
 to the model inside it with ``model_folder``.
 
 Temporary files are created with the permissions an ordinary ``open()`` would give
-(``0666`` minus the umask): ``tempfile.mkstemp`` alone makes them ``0600``, and renaming
-one into place would leave videos and weights readable by their owner only.
+(``0666`` minus the umask): ``tempfile.mkstemp`` (and safetensors) make them ``0600``, and
+renaming one into place would leave videos and weights readable by their owner only.
 """
 
 from __future__ import annotations
@@ -79,8 +79,10 @@ def publish_dir(tmp, final) -> Path:
     old ``final`` aside (``final.old`` survives a crash mid-swap), rename, delete the old."""
     tmp, final = Path(tmp), Path(final)
     old = final.with_name(final.name + ".old")
+    mode = default_file_mode()
     for f in tmp.rglob("*"):  # make the bytes durable before the rename publishes them
         if f.is_file():
+            os.chmod(f, mode)  # some writers (safetensors, tempfile) create files 0600
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
     if final.exists():

@@ -25,16 +25,18 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def for_each_video(videos, work) -> tuple[dict, dict]:
-    """``work(video)`` for every video; a file that fails with a ``VidfmError`` is reported
-    on stderr (one line each) and the others still run. -> (results, errors by file)."""
+def for_each_video(videos, work) -> tuple[list, dict]:
+    """``work(video)`` for every video, in order; a file that fails with a ``VidfmError``
+    is reported on stderr (one line each) and the others still run.
+    -> ([(video, result or None)], {video: error})."""
     from vidfm.errors import VidfmError
 
-    results, failed = {}, {}
+    results, failed = [], {}
     for v in videos:
         try:
-            results[v] = work(v)
+            results.append((v, work(v)))
         except VidfmError as e:
+            results.append((v, None))
             failed[v] = str(e)
             print(f"error: {e}", file=sys.stderr)
     return results, failed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, train_config_from
+from vidfm.cli.common import add_train_options, print_json, progress, report_finished, train_config_from
 
 
 def register_train(tsub) -> None:
@@ -72,8 +72,12 @@ def _report(args, summary: dict, what: str) -> int:
     if args.json:
         print_json(summary)
         return 0
+    if report_finished(summary, args.out):
+        return 0
     best = summary["best"]
     print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; best validation {what} {best:.4f}" if best is not None else f"trained {summary['steps']} steps")
+    if summary.get("best_eval"):
+        print("  at the best evaluation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["best_eval"].items()))
     print(f"model: {Path(args.out) / 'best'}")
     return 0
 

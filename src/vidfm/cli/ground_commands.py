@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, train_config_from
+from vidfm.cli.common import add_train_options, print_json, progress, report_finished, train_config_from
 
 
 def register_train(tsub) -> None:
@@ -41,6 +41,8 @@ def run_train_ground(args) -> int:
     summary.pop("history")
     if args.json:
         print_json(summary)
+        return 0
+    if report_finished(summary, args.out):
         return 0
     print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s on {summary['train_sentences']} sentences; best validation mIoU {summary['best']:.4f}")
     print(f"model: {Path(args.out) / 'best'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import print_json
+from vidfm.cli.common import for_each_video, print_json
 from vidfm.errors import ConfigError
 
 
@@ -42,11 +42,15 @@ def register(sub) -> None:
 def run_probe(args) -> int:
     from vidfm.io.probe import probe
 
-    infos = [probe(v, count_frames=not args.fast).to_dict() for v in args.videos]
+    if len(args.videos) == 1:  # one file: its error is the command's error
+        results, failed = [(args.videos[0], probe(args.videos[0], count_frames=not args.fast).to_dict())], {}
+    else:
+        results, failed = for_each_video(args.videos, lambda v: probe(v, count_frames=not args.fast).to_dict())
     if args.json:
-        print_json(infos[0] if len(infos) == 1 else infos)
-        return 0
-    for info in infos:
+        listing = [info or {"path": v, "error": failed[v]} for v, info in results]
+        print_json(listing[0] if len(listing) == 1 else listing)
+        return 1 if failed else 0
+    for info in (info for _, info in results if info):
         print(info["path"])
         rows = [
             ("frames", info["frames"]),
@@ -59,7 +63,7 @@ def run_probe(args) -> int:
         ]
         for k, v in rows:
             print(f"  {k:<9} {v}")
-    return 0
+    return 1 if failed else 0
 
 
 def pick_indices(args, num_frames: int, fps: float, timestamps, keyframes) -> list[int]:

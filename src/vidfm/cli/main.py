@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _quiet_hub_progress()
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at exit
+        return code
     except VidfmError as e:
         print(f"vidfm {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, train_config_from
+from vidfm.cli.common import add_train_options, for_each_video, print_json, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
 from vidfm.errors import ConfigError
 
 
@@ -96,6 +96,8 @@ def run_pretrain(args) -> int:
     if args.json:
         print_json(summary)
         return 0
+    if report_finished(summary, args.out):
+        return 0
     p = summary["params"]
     metric = "validation rsum (R@1+5+10 both ways)" if args.objective == "contrastive" else "validation loss"
     print(f"{args.objective}: {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s; "
@@ -103,6 +105,7 @@ def run_pretrain(args) -> int:
     if summary["best"] is not None:
         print(f"best {metric} {summary['best']:.4f}")
     print(f"encoder: {Path(args.out) / 'best'}   curves: {Path(args.out) / 'curves.png'}")
+    warn_if_collapsed(summary["best_eval"])
     return 0
 
 
@@ -155,7 +158,7 @@ def run_search(args) -> int:
     if args.query is not None and not args.query.strip():
         raise ConfigError("the query is empty; give a sentence such as 'a red circle moves left'")
     with VideoIndex.open(args.index) as ix:
-        embedder = Embedder(args.model or ix.manifest["model"])
+        embedder = Embedder(args.model or ix.model_path())
         if args.video:
             hits = ix.search_video(embedder, args.video, args.top, include_self=args.include_self)
         else:
@@ -172,7 +175,7 @@ def run_search(args) -> int:
 
 def run_zeroshot(args) -> int:
     from vidfm.retrieval.embedder import Embedder
-    from vidfm.tasks.retrieval import TEMPLATES, zero_shot
+    from vidfm.tasks.retrieval import TEMPLATES, zero_shot_classifier
 
     p = Path(args.labels)
     labels = [x.strip() for x in (p.read_text().splitlines() if p.is_file() else args.labels.split(",")) if x.strip()]
@@ -180,19 +183,21 @@ def run_zeroshot(args) -> int:
     if any("{}" not in t for t in templates):
         raise ConfigError("each --template needs a {} where the label goes")
     embedder = Embedder(args.model)
-    scores = zero_shot(embedder, args.videos, labels, templates)
-    results = {}
-    for v, row in zip(args.videos, scores):
-        order = row.argsort()[::-1][: args.top]
-        results[v] = [{"label": labels[i], "score": float(row[i])} for i in order]
+    classifier = zero_shot_classifier(embedder, labels, templates)
+
+    def scores(video):
+        row = embedder.embed_video(video) @ classifier.T
+        return [{"label": labels[i], "score": float(row[i])} for i in row.argsort()[::-1][: args.top]]
+
+    results, failed = for_each_video(args.videos, scores)
     if args.json:
-        print_json(results)
-        return 0
-    for v, r in results.items():
-        print(v)
-        for item in r:
-            print(f"  {item['score']:6.3f}  {item['label']}")
-    return 0
+        print_json({**{v: r for v, r in results if r is not None}, **({"errors": failed} if failed else {})})
+    else:
+        for v, r in ((v, r) for v, r in results if r is not None):
+            print(v)
+            for item in r:
+                print(f"  {item['score']:6.3f}  {item['label']}")
+    return 1 if failed else 0
 
 
 def is_video_text_model(path) -> bool:
@@ -204,30 +209,27 @@ def is_video_text_model(path) -> bool:
 
 def run_eval_retrieval(args) -> int:
     """``vidfm eval`` for a video-text model: retrieval both ways (+ zero-shot on a world)."""
-    from vidfm.data.datasets import SyntheticWorld, captions_from_jsonl, classification_from_csv
+    from vidfm.data.datasets import DataSource
     from vidfm.retrieval.embedder import Embedder
     from vidfm.tasks.retrieval import evaluate_retrieval, zero_shot_accuracy
 
     embedder = Embedder(args.model)
-    data = Path(args.data)
+    source = DataSource(args.data)
     bar = lambda it: progress(it, "embedding", unit="video")  # noqa: E731
-    if (data / "world.json").exists():
-        world = SyntheticWorld(data)
-        metrics = evaluate_retrieval(embedder, captions_from_jsonl(data / "captions" / f"{world._split(args.split)}.jsonl", data), bar)
-        records, _ = classification_from_csv(data / "classification" / f"{args.split}.csv", data, world.classes)
-        metrics["zero_shot"] = zero_shot_accuracy(embedder, records, world.classes, progress=bar)
-    elif data.suffix == ".jsonl":
-        metrics = evaluate_retrieval(embedder, captions_from_jsonl(data, data.parent), bar)
-    else:
-        raise ConfigError(f"{data}: retrieval evaluation needs a synthetic world or a captions JSONL ({{path, captions}} per line)")
+    metrics = evaluate_retrieval(embedder, source.captions(args.split), bar)
+    if source.is_world:
+        records, classes = source.classification(args.split)
+        metrics["zero_shot"] = zero_shot_accuracy(embedder, records, classes, progress=bar)
     if args.json:
         print_json(metrics)
         return 0
     print(f"{metrics['videos']} videos, one caption each")
+    report_skipped(metrics["skipped"])
     for d in ("t2v", "v2t"):
         print(f"  {d}: R@1 {metrics[f'{d}_R@1']:.3f}  R@5 {metrics[f'{d}_R@5']:.3f}  R@10 {metrics[f'{d}_R@10']:.3f}  "
               f"median rank {metrics[f'{d}_MdR']:.1f}  mean rank {metrics[f'{d}_MnR']:.1f}")  # fmt: skip
     if "zero_shot" in metrics:
         z = metrics["zero_shot"]
         print(f"  zero-shot classification: top-1 {z['accuracy']:.3f}, top-5 {z['top5']:.3f} (chance {z['chance']:.3f}) on {z['videos']} videos")
+    warn_if_collapsed(metrics)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import print_json
+from vidfm.cli.common import print_json, progress
 
 
 def _add_detector_options(p) -> None:
@@ -34,7 +34,7 @@ def run_shots(args) -> int:
     from vidfm.shots import detect_shots
     from vidfm.viz import plot_shot_timeline
 
-    shots = detect_shots(args.video, args.method, args.threshold)
+    shots = detect_shots(args.video, args.method, args.threshold, progress=progress)
     result = shots.as_dict()
     if args.timeline:
         result["timeline_png"] = str(plot_shot_timeline(shots, args.timeline))
@@ -55,7 +55,7 @@ def run_split(args) -> int:
 
     from vidfm.shots import detect_shots, split_shots
 
-    shots = detect_shots(args.video, args.method, args.threshold)
+    shots = detect_shots(args.video, args.method, args.threshold, progress=progress)
     paths = split_shots(shots, args.out, progress=lambda total: tqdm(total=total, desc="splitting", unit="frame", disable=None))
     if args.json:
         print_json({**shots.as_dict(), "files": [str(p) for p in paths]})
@@ -89,7 +89,12 @@ def run_scenes(args) -> int:
 
     if args.k is not None and args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
-    scenes = detect_scenes(args.video, k=None if args.k is None else args.k - 1, alpha=args.alpha, fps=args.fps, model=args.model, streaming=args.streaming)
+    embedder = None
+    if args.model:
+        from vidfm.retrieval.embedder import Embedder
+
+        embedder = Embedder(args.model)
+    scenes = detect_scenes(args.video, k=None if args.k is None else args.k - 1, alpha=args.alpha, fps=args.fps, embedder=embedder, streaming=args.streaming)
     result = scenes.as_dict()
     sheet = args.sheet or (str(Path(args.video).with_suffix("")) + "_keyframes.png" if args.keyframes_only else None)
     if sheet:

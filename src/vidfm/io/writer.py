@@ -46,11 +46,13 @@ def write_video(
     rotation: int = 0,
     faststart: bool = True,
     options: dict | None = None,
+    audio=None,
 ) -> Path:
     """Write ``clip`` to ``path``; the suffix picks the format (.mp4/.mkv/.mov/.webm/.gif).
 
     Odd frame sizes are padded by one edge pixel for yuv420p codecs. ``faststart`` puts the
     MP4 index first so browsers can play while downloading. ``options`` go to the encoder.
+    ``audio`` (a ``vidfm.io.audio.Audio``) is muxed beside the video (AAC; Opus in WebM).
     The file appears atomically: it is written beside its destination, then renamed.
     """
     path = Path(path)
@@ -81,11 +83,18 @@ def write_video(
             stream.options = {**opts, **(options or {})}
             if rotation:
                 stream.set_display_rotation(rotation)
+            sound = audio is not None and audio.samples.shape[1] > 0
+            if sound:
+                from vidfm.io.audio import add_audio_stream, mux_audio
+
+                audio_stream = add_audio_stream(container, audio, "libopus" if suffix == ".webm" else "aac")
             for arr in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
+            if sound:
+                mux_audio(container, audio_stream, audio)
     return path
 
 

@@ -15,6 +15,7 @@ the old or the new index, never a mix. Opening checks that the three files agree
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class VideoIndex:
             if path.with_name(path.name + ".tmp").exists():
                 raise CorruptIndexError(f"{path}: the index was never completed (an interrupted 'vidfm index' left {path.name}.tmp); run 'vidfm index' again")
             raise CorruptIndexError(f"{path}: index not found")
+        if not path.is_dir():
+            raise CorruptIndexError(f"{path}: is a file, not an index folder (make one with 'vidfm index VIDEOS --model M --out FOLDER')")
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except FileNotFoundError:
@@ -108,6 +111,16 @@ class VideoIndex:
 
     def __exit__(self, *exc):
         self.close()
+
+    def model_path(self) -> Path:
+        """The model that built the index: where it was (absolute), or where it is relative
+        to the index folder (both were moved together)."""
+        saved = Path(self.manifest["model"])
+        candidates = [saved] + ([self.path / self.manifest["model_relative"]] if self.manifest.get("model_relative") else [])
+        for c in candidates:
+            if c.exists():
+                return c
+        raise ConfigError(f"{self.path}: the model that built this index ({saved}) is gone; give --model")
 
     def check_model(self, embedder: Embedder) -> None:
         if embedder.fingerprint != self.manifest["model_fingerprint"]:
@@ -237,7 +250,8 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
     rows = old_rows + new_rows
     manifest = {
         "format": FORMAT, "kind": kind, "dim": embedder.dim, "count": int(vectors.ntotal),
-        "model": str(embedder.folder), "model_fingerprint": embedder.fingerprint,
+        "model": str(Path(embedder.folder).resolve()), "model_relative": os.path.relpath(Path(embedder.folder).resolve(), path.resolve()),
+        "model_fingerprint": embedder.fingerprint,
         "num_frames": embedder.num_frames, "image_size": embedder.image_size,
         "window": window, "stride": stride, "shots": shots, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip

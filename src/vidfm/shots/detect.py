@@ -75,9 +75,14 @@ def shots_from_transition_frames(flags: np.ndarray) -> list[tuple[int, int]]:
     return shots or [(0, n - 1)]
 
 
-def _read_all(path, size, interpolation="BILINEAR"):
+def _read_all(path, size, interpolation="BILINEAR", progress=None):
+    """Every frame of ``path`` at ``size``; ``progress(iterable, desc, total, unit)`` shows it."""
     with VideoReader(path, size=size, interpolation=interpolation) as r:
-        frames = np.stack(list(r)) if len(r) else None
+        n = len(r)
+        frames = iter(r)
+        if progress is not None:
+            frames = progress(frames, "decoding", n, "frame")
+        frames = np.stack(list(frames)) if n else None
         timestamps, fps = r.timestamps, r.fps
     if frames is None or len(frames) == 0:
         raise VideoDecodeError(path, "the video has no frames")
@@ -98,7 +103,7 @@ class TransNetV2Detector:
         self.model = load_transnetv2(device)
 
     @torch.no_grad()
-    def predict_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_frames(self, frames: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame (single-frame, all-frames) transition probabilities for uint8 frames
         (N, 27, 48, 3), with the reference padding: 25 copies of the first frame, the last
         frame repeated up to a multiple of 50, windows of 100 step 50 keeping [25:75]."""
@@ -110,16 +115,17 @@ class TransNetV2Detector:
         x = torch.from_numpy(padded).to(self.device)
         starts = list(range(0, len(padded) - 100 + 1, 50))
         single, many = [], []
-        for i in range(0, len(starts), self.batch_windows):
+        batches = range(0, len(starts), self.batch_windows)
+        for i in progress(batches, "TransNetV2", len(batches), "window") if progress else batches:
             batch = torch.stack([x[s : s + 100] for s in starts[i : i + self.batch_windows]])
             one, extra = self.model(batch)
             single.append(torch.sigmoid(one[:, 25:75, 0]).reshape(-1).cpu())
             many.append(torch.sigmoid(extra["many_hot"][:, 25:75, 0]).reshape(-1).cpu())
         return torch.cat(single)[:n].numpy(), torch.cat(many)[:n].numpy()
 
-    def detect(self, path) -> Shots:
-        frames, timestamps, fps = _read_all(path, (27, 48), "BICUBIC")
-        single, _ = self.predict_frames(frames)
+    def detect(self, path, progress=None) -> Shots:
+        frames, timestamps, fps = _read_all(path, (27, 48), "BICUBIC", progress)
+        single, _ = self.predict_frames(frames, progress)
         return Shots(str(path), len(frames), fps, shots_from_transition_frames(single > self.threshold), timestamps, single)
 
 
@@ -217,8 +223,8 @@ class HistogramDetector:
         ranges.append((start, n - 1))
         return [r for r in ranges if r[1] >= r[0]]
 
-    def detect(self, path) -> Shots:
-        frames, timestamps, fps = _read_all(path, self.size)
+    def detect(self, path, progress=None) -> Shots:
+        frames, timestamps, fps = _read_all(path, self.size, progress=progress)
         h = colour_histograms(frames)
         d = _adjacent_distances(h)
         return Shots(str(path), len(frames), fps, self._ranges(h, d), timestamps, d.astype(np.float32))
@@ -230,7 +236,7 @@ class PySceneDetectDetector:
     def __init__(self, kind: str = "content"):
         self.kind = kind
 
-    def detect(self, path) -> Shots:
+    def detect(self, path, progress=None) -> Shots:
         try:
             import scenedetect
         except ImportError:
@@ -253,6 +259,8 @@ def make_detector(method: str = "transnetv2", threshold: float = 0.5, **kwargs):
     raise ConfigError(f"unknown shot detector {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def detect_shots(path, method: str = "transnetv2", threshold: float = 0.5) -> Shots:
-    """Shots of a video; a missing or unreadable file raises ``VideoDecodeError`` (from the reader)."""
-    return make_detector(method, threshold).detect(path)
+def detect_shots(path, method: str = "transnetv2", threshold: float = 0.5, progress=None) -> Shots:
+    """Shots of a video; a missing or unreadable file raises ``VideoDecodeError`` (from the
+    reader). ``progress(iterable, desc, total, unit)`` wraps the long loops (decoding, the
+    network's windows) in progress bars."""
+    return make_detector(method, threshold).detect(path, progress)

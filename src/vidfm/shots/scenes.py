@@ -95,44 +95,46 @@ class Scenes:
     frame_indices: np.ndarray  # video frame index of each sample
     segments: list[tuple[int, int]]  # inclusive ranges over the samples
     keyframes: list[int]  # one sample index per segment
+    duration: float  # seconds: the last scene ends here
 
     def as_dict(self) -> dict:
-        step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 0.0
+        """Scenes tile the video: each ends where the next starts, the last at its end."""
+        ends = [float(self.times[e + 1]) for _, e in self.segments[:-1]] + [self.duration]
         return {
             "path": self.path,
+            "duration": self.duration,
             "scenes": [
-                {"start": float(self.times[s]), "end": float(self.times[e] + step), "keyframe_time": float(self.times[k]),
-                 "keyframe_frame": int(self.frame_indices[k])}  # fmt: skip
-                for (s, e), k in zip(self.segments, self.keyframes)
+                {"start": float(self.times[s]), "end": end, "keyframe_time": float(self.times[k]), "keyframe_frame": int(self.frame_indices[k])}
+                for (s, _), end, k in zip(self.segments, ends, self.keyframes)
             ],
         }
 
 
-def video_features(path, fps: float = 2.0, model=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features (T, d), times, frame indices) of frames sampled at ``fps``: colour
-    histograms, or — with ``model`` (a model folder) — the model's embedding of each
-    1/fps-second window."""
+def video_features(path, fps: float = 2.0, embedder=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(features (T, d), times, frame indices, duration) of frames sampled at ``fps``:
+    colour histograms, or the embedding of each 1/fps-second window by ``embedder`` (any
+    object with ``read(path, window=...)`` and ``encode_clips``, e.g. vidfm's ``Embedder``)."""
     if fps <= 0:
         raise ConfigError(f"--fps must be positive, got {fps}")
-    if model is not None:
+    from vidfm.io.reader import VideoReader
+
+    if embedder is not None:
         import torch
 
-        from vidfm.retrieval.embedder import Embedder
-
-        embedder = Embedder(model)
         segs, clips = embedder.read(path, window=1.0 / fps)
         feats = embedder.encode_clips(torch.stack(clips))
-        return feats, np.array([s.start for s in segs]), np.array([int(s.indices[0]) for s in segs])
-    from vidfm.io.reader import VideoReader
+        with VideoReader(path) as r:
+            duration = r.duration
+        return feats, np.array([s.start for s in segs]), np.array([int(s.indices[0]) for s in segs]), duration
     from vidfm.io.samplers import fps_indices
     from vidfm.shots.detect import colour_histograms
 
     with VideoReader(path, size=(36, 64)) as r:
         idx = fps_indices(dst_fps=fps, timestamps=r.timestamps) if len(r) > 1 else np.zeros(1, dtype=int)
-        return colour_histograms(r.get_frames(idx)), r.timestamps[idx], idx
+        return colour_histograms(r.get_frames(idx)), r.timestamps[idx], idx, r.duration
 
 
-def detect_scenes(path, *, k: int | None = None, alpha: float = 0.5, fps: float = 2.0, model=None, streaming: bool = False) -> Scenes:
-    feats, times, idx = video_features(path, fps, model)
+def detect_scenes(path, *, k: int | None = None, alpha: float = 0.5, fps: float = 2.0, embedder=None, streaming: bool = False) -> Scenes:
+    feats, times, idx, duration = video_features(path, fps, embedder)
     segments = segments_from_ends(scene_tilling(feats, k=k, alpha=alpha, streaming=streaming))
-    return Scenes(str(path), times, idx, segments, representative_frames(feats, segments))
+    return Scenes(str(path), times, idx, segments, representative_frames(feats, segments), duration)

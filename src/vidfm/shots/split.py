@@ -11,7 +11,12 @@ from vidfm.shots.detect import Shots
 
 def split_shots(shots: Shots, out_dir, suffix: str = ".mp4", progress=None) -> list[Path]:
     """Write ``out_dir/<stem>_shot_NNN.mp4`` for every shot; returns the paths. Each file is
-    written atomically by ``write_video``; the source is read once, in order."""
+    written atomically by ``write_video``; the source is read once, in order, and its audio
+    track (if any) is cut to each shot's time range and kept."""
+    from vidfm.io.audio import read_audio
+
+    audio = read_audio(shots.path)
+    spans = {k: (d["start"], d["end"]) for k, d in enumerate(shots.as_dict()["shots"])}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(shots.path).stem
@@ -26,7 +31,8 @@ def split_shots(shots: Shots, out_dir, suffix: str = ".mp4", progress=None) -> l
             if k < len(ranges) and ranges[k][0] <= i <= ranges[k][1]:
                 current.append(frame)
             if k < len(ranges) and i == ranges[k][1]:
-                paths.append(write_video(out_dir / f"{stem}_shot_{k + 1:03d}{suffix}", current, fps=fps))
+                sound = audio.cut(*spans[k]) if audio is not None else None
+                paths.append(write_video(out_dir / f"{stem}_shot_{k + 1:03d}{suffix}", current, fps=fps, audio=sound))
                 current, k = [], k + 1
     if bar:
         bar.close()

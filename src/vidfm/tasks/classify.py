@@ -16,6 +16,7 @@ from vidfm.data.datasets import DataSource, VideoDataset, collate_readable, read
 from vidfm.data.transforms import cutmix, eval_transform, mixup, train_transform
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.metrics.classification import classification_metrics, plot_confusion
+from vidfm.metrics.collapse import spread_metrics
 from vidfm.models import ENCODER_CLASSES, VideoEncoder, resolve_encoder
 from vidfm.training import TrainConfig, Trainer
 
@@ -180,14 +181,14 @@ def evaluate_fn_for(num_classes: int):
         logits, labels = torch.cat(logits), torch.cat(labels)
         metrics = classification_metrics(logits, labels, num_classes)
         metrics["loss"] = float(F.cross_entropy(logits, labels))
-        return metrics
+        return {**metrics, **spread_metrics(logits, "logit")}
 
     return evaluate_fn
 
 
 def train_classifier(
     data,
-    encoder: str = "videomae-tiny",
+    encoder: str = "r2plus1d-tiny",
     *,
     train_config: TrainConfig,
     val=None,
@@ -258,7 +259,8 @@ def evaluate_classifier(model: VideoClassifier, dataset: VideoDataset, batch_siz
             labels.append(batch["label"])
     if not logits:
         raise DatasetError(f"none of the {len(dataset)} videos could be decoded")
-    metrics = classification_metrics(torch.cat(logits), torch.cat(labels), len(model.classes))
+    logits = torch.cat(logits)
+    metrics = {**classification_metrics(logits, torch.cat(labels), len(model.classes)), **spread_metrics(logits, "logit")}
     metrics["skipped"] = sorted(dataset.skipped)
     metrics["seconds"] = time.perf_counter() - started
     metrics["per_class_accuracy"] = dict(zip(model.classes, metrics["per_class_accuracy"]))

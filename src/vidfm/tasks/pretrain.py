@@ -17,6 +17,7 @@ import torch
 from vidfm.data.datasets import DataSource, VideoDataset, readable_batches, split_off_validation
 from vidfm.data.transforms import eval_transform, train_transform
 from vidfm.errors import ConfigError
+from vidfm.metrics.collapse import spread_metrics
 from vidfm.models import resolve_encoder
 from vidfm.objectives import ContrastiveVideoModel, MaskedVideoModel, TwoViews, VideoTextModel, nt_xent, tube_mask
 from vidfm.objectives.contrastive import contrastive_loss_fn
@@ -91,17 +92,19 @@ def _validation_loss(model, loader, accelerator) -> dict:
     views (MoCo's queue fills up during training, so its own loss would rise as it learns)."""
     inner = accelerator.unwrap_model(model)
     g = torch.Generator().manual_seed(0)
-    total, n = 0.0, 0
+    total, n, features = 0.0, 0, []
     for batch in readable_batches(loader):
         if isinstance(inner, MaskedVideoModel):
             v = batch["video"]
             mask = tube_mask(v.shape[0], inner.encoder.config.grid(*[v.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, g, v.device)
             loss = inner(v, mask)
         else:  # NT-Xent within the batch for both methods: MoCo's own loss depends on its queue
-            loss = nt_xent(inner.embed(batch["video"]), inner.embed(batch["video2"]), inner.temperature)
+            z = inner.embed(batch["video"])
+            loss = nt_xent(z, inner.embed(batch["video2"]), inner.temperature)
+            features.append(z.float().cpu())
         total += float(loss) * len(batch["video"])
         n += len(batch["video"])
-    return {"loss": total / max(n, 1)}
+    return {"loss": total / max(n, 1), **(spread_metrics(torch.cat(features), "embedding") if features else {})}
 
 
 def _retrieval_eval(model, loader, accelerator) -> dict:
@@ -112,7 +115,8 @@ def _retrieval_eval(model, loader, accelerator) -> dict:
     for batch in readable_batches(loader):
         videos.append(inner.encode_video(batch["video"]).cpu())
         texts.append(inner.encode_text(batch["caption"]).cpu())
-    return retrieval_metrics(torch.cat(texts) @ torch.cat(videos).t())
+    videos = torch.cat(videos)
+    return {**retrieval_metrics(torch.cat(texts) @ videos.t()), **spread_metrics(videos, "embedding")}
 
 
 # -- entry point ---------------------------------------------------------------------------

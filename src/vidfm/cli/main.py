@@ -4,6 +4,7 @@ with a non-zero exit (no traceback for user mistakes)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from vidfm import __version__

@@ -259,7 +259,7 @@ def train_denoiser(
     """Train a latent video denoiser (``denoiser`` preset) on ``vae``'s latents, or with
     ``init`` + ``lora_rank`` fine-tune an existing pipeline's denoiser with LoRA.
     ``OUT/best`` is a pipeline folder ``vidfm generate`` loads."""
-    from vidfm.models.generative import build_denoiser, load_denoiser, load_vae
+    from vidfm.models.generative import build_denoiser, load_vae
     from vidfm.models.text import TextEncoder
     from vidfm.objectives.diffusion import DiffusionObjective
 

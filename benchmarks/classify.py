@@ -1,11 +1,13 @@
 """Classification on the synthetic world: every encoder family, and every adaptation method.
 
-    python benchmarks/classify.py [--videos 600] [--epochs N] [--only families|adapt] [--json out.json]
+    python benchmarks/classify.py [--videos 600] [--epochs N] [--seeds 0 1 2] [--only families|adapt] [--json out.json]
 
 1. Families: each tiny preset trained from scratch (batch 16, 8 frames at 64x64) on the
-   world's train split with its own learning rate and epoch count (below; ``--epochs``
-   gives them all the same count); the best epoch on val is evaluated on test and on the
-   held-out compositional split (colour-action pairs never seen in training).
+   world's train split with its own learning rate, for the same number of epochs
+   (``--epochs``; without it each family gets the count it needs, which is not an equal
+   budget), once per seed (initialisation, data order, augmentation); the best epoch on
+   val is evaluated on test and on the held-out compositional split (colour-action pairs
+   never seen in training). Reported: mean and standard deviation over the seeds.
 2. Adaptation (transfer): R(2+1)D-tiny is trained on 6 source actions (the moves, grow,
    shrink), then adapted to the 6 other actions (rotate, change colour, bounce, appear,
    disappear, stay still) by each method with the same budget; a linear probe on a random
@@ -53,28 +55,31 @@ def evaluate(run: Path, dataset: VideoDataset) -> float:
     return evaluate_classifier(VideoClassifier.from_pretrained(run / "best"), dataset)["accuracy"]
 
 
-def families(root: Path, epochs: int | None, out: Path, names=None) -> dict:
+def families(root: Path, epochs: int | None, out: Path, names=None, seeds=(0,)) -> dict:
+    import numpy as np
+
     w = SyntheticWorld(root)
+    kw = dict(num_frames=8, decode_size=(64, 64), sampler="segments")
     results = {}
     for name, (lr, family_epochs) in FAMILIES.items():
         if names and name not in names:
             continue
-        cfg = TrainConfig(output_dir=str(out / name), epochs=epochs or family_epochs, batch_size=16, lr=lr, seed=0, checkpoint_every_steps=100)
-        t0 = time.perf_counter()
-        summary = train_classifier(root, name, train_config=cfg, resume=False)
-        seconds = time.perf_counter() - t0
-        kw = dict(num_frames=8, decode_size=(64, 64), sampler="segments")
-        row = {
-            "val": summary["best"],
-            "test": evaluate(out / name, w.classification("test", **kw)),
-            "compositional": evaluate(out / name, w.classification("compositional", **kw)),
-            "train_seconds": seconds,
-            "params": summary["params"]["total"],
-            "epochs": cfg.epochs,
-        }
+        runs = []
+        for seed in seeds:
+            run = out / name / f"seed{seed}"
+            cfg = TrainConfig(output_dir=str(run), epochs=epochs or family_epochs, batch_size=16, lr=lr, seed=seed, checkpoint_every_steps=100)
+            t0 = time.perf_counter()
+            summary = train_classifier(root, name, train_config=cfg, resume=False)
+            runs.append({"seed": seed, "val": summary["best"], "test": evaluate(run, w.classification("test", **kw)),
+                         "compositional": evaluate(run, w.classification("compositional", **kw)), "train_seconds": time.perf_counter() - t0})  # fmt: skip
+            print(f"  {name} seed {seed}: test {runs[-1]['test']:.3f}  compositional {runs[-1]['compositional']:.3f}  {runs[-1]['train_seconds'] / 60:.1f} min", flush=True)
+        row = {"epochs": cfg.epochs, "lr": lr, "params": summary["params"]["total"], "runs": runs}
+        for key in ("val", "test", "compositional", "train_seconds"):
+            values = np.array([r[key] for r in runs])
+            row[key], row[f"{key}_std"] = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
         results[name] = row
-        print(f"{name:<18} test {row['test']:.3f}  compositional {row['compositional']:.3f}  val {row['val']:.3f}  "
-              f"{cfg.epochs} epochs  {seconds / 60:.1f} min  {row['params'] / 1e3:.0f}k params", flush=True)  # fmt: skip
+        print(f"{name:<18} test {row['test']:.3f} ± {row['test_std']:.3f}  compositional {row['compositional']:.3f} ± {row['compositional_std']:.3f}  "
+              f"val {row['val']:.3f}  {cfg.epochs} epochs  {row['train_seconds'] / 60:.1f} min/run  {row['params'] / 1e3:.0f}k params", flush=True)  # fmt: skip
     return results
 
 
@@ -126,6 +131,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="epochs for every family (default: each family's own) and the adaptation runs (default 10)")
     ap.add_argument("--only", choices=["families", "adapt"])
     ap.add_argument("--families", nargs="+", choices=list(FAMILIES), help="run only these families")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one training run per seed (families)")
     ap.add_argument("--json")
     args = ap.parse_args()
     root = world(args.videos)
@@ -133,7 +139,7 @@ def main() -> None:
     print(f"world {root} ({args.videos} videos), chance = 1/12 = 0.083 (families), 1/6 = 0.167 (adaptation)")
     results = {}
     if args.only in (None, "families"):
-        results["families"] = families(root, args.epochs, out / "families", args.families)
+        results["families"] = families(root, args.epochs, out / "families", args.families, tuple(args.seeds))
     if args.only in (None, "adapt"):
         results["adaptation"] = adaptation(root, args.epochs or 10, out / "adapt")
     if args.json:

@@ -4,18 +4,21 @@
 
 Identical configs and identical weights: each transformers model is built, saved, and loaded
 into vidfm's encoder with ``from_transformers`` (the outputs are compared, max abs diff
-printed). Both use PyTorch SDPA attention. Reported: inference clips/s (forward, no grad) and
-training clips/s (forward + backward), and peak memory above the loaded model (activations,
-gradients, workspace): each measurement runs in a fresh process; on CPU it is peak RSS minus
-the RSS after loading, on GPU ``torch.cuda.max_memory_allocated`` minus the allocation after
-loading.
+printed). Both use PyTorch SDPA attention where they have it. Reported: inference clips/s
+(forward, no grad) and training clips/s (forward + backward), and the memory one step needs
+above the loaded model (activations, gradients, workspace). Each measurement runs in a fresh
+process. On CPU: after the timed steps, freed memory is handed back to the OS
+(``malloc_trim``), the kernel's RSS high-water mark is reset (``/proc/self/clear_refs``) and
+one more step runs; its peak RSS minus the RSS before it is the step's memory. (Loading a
+checkpoint peaks higher than a step does, so the process's lifetime peak says nothing about
+the step.) On GPU: ``torch.cuda.max_memory_allocated`` during that step minus the allocation
+before it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -74,26 +77,49 @@ def measure(family: str, impl: str, mode: str, folder: str, batch: int, iters: i
         model.eval()
         ctx = torch.no_grad()
     with ctx:
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        base = _current_rss_mb() if device != "cuda" else torch.cuda.memory_allocated() / 2**20
-        step()  # warm-up (its peak counts: it is the same computation)
+        step()  # warm-up: one-time allocations (kernels, workspaces) are not the step's cost
         t0 = time.perf_counter()
         for _ in range(iters):
             step()
         seconds = time.perf_counter() - t0
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
-    # peak above what the process held with the model loaded: activations, gradients, workspace
-    return {"clips_per_s": batch * iters / seconds, "peak_mb": peak - base, "process_peak_mb": peak}
+        if mode == "train":
+            model.zero_grad(set_to_none=True)
+        base = _memory_baseline(device)
+        step()
+        step_mb = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _peak_rss_mb()) - base
+    lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"clips_per_s": batch * iters / seconds, "peak_mb": step_mb, "process_peak_mb": lifetime}
 
 
-def _current_rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _memory_baseline(device: str) -> float:
+    """What the process holds before a step, with the peak counter reset to it (MB)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back, so the step's allocations show in RSS
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM (peak RSS) to the current RSS
+    return _status_mb("VmRSS")
+
+
+def _peak_rss_mb() -> float:
+    return _status_mb("VmHWM")
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def main() -> None:

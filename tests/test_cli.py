@@ -117,5 +117,5 @@ def test_help_shows_every_default(capsys):
     with pytest.raises(SystemExit):
         main(["train", "classify", "--help"])
     blocks = {b.split()[0]: " ".join(b.split()) for b in capsys.readouterr().out.split("\n  -")[1:]}  # one per option
-    for option, default in (("-epochs", "30"), ("-lr", "0.003"), ("-batch-size", "16"), ("-encoder", "r2plus1d-tiny"), ("-frames", "8"), ("-precise-bn", "16")):
+    for option, default in (("-epochs", "20"), ("-lr", "0.003"), ("-batch-size", "8"), ("-encoder", "r2plus1d-tiny"), ("-frames", "8"), ("-precise-bn", "16")):
         assert blocks[option].endswith(f"(default: {default})"), blocks[option]

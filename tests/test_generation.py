@@ -441,3 +441,26 @@ def test_a_damaged_latent_cache_is_rebuilt(tmp_path):
         blob = cached_encoding(tmp_path, {"k": 1}, lambda: {"latents": torch.zeros(1)})
     assert blob["key"] == {"k": 1} and torch.load(tmp_path / "latents.pt", weights_only=False)["key"] == {"k": 1}
     assert cached_encoding(tmp_path, {"k": 1}, lambda: pytest.fail("rebuilt a valid cache"))["key"] == {"k": 1}
+
+
+def test_few_samples_of_many_dimensions_bias_the_frechet_distance_and_projection_helps():
+    """96 samples of 256-d features (8 factors plus noise): the estimation bias is larger
+    than a real shift of the distribution. On the leading principal components the bias
+    shrinks and the shift stands out; the floor (two halves of the reference) reports it."""
+    from vidfm.metrics.generation import frechet_floor
+
+    rng = np.random.default_rng(0)
+    mixing = rng.standard_normal((8, 256)) / np.sqrt(8)
+
+    def draw(n, shift=0.0):
+        z = rng.standard_normal((n, 8))
+        z[:, 0] += shift
+        return z @ mixing + 0.3 * rng.standard_normal((n, 256))
+
+    real, same, shifted = draw(96), draw(96), draw(96, shift=1.0)
+    full_same, full_shift = frechet_distance(real, same), frechet_distance(real, shifted)
+    low_same, low_shift = frechet_distance(real, same, dims=8), frechet_distance(real, shifted, dims=8)
+    assert full_shift / full_same < 1.5 < 1.8 < low_shift / low_same and low_same < 0.5 * full_same
+    assert frechet_floor(real) > frechet_floor(real, dims=8) > 0
+    with pytest.raises(ConfigError, match="dims must be in"):
+        frechet_distance(real, same, dims=300)

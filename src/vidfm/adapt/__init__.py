@@ -29,6 +29,7 @@ from torch import nn
 
 from vidfm.adapt.lora import add_lora, merge_lora
 from vidfm.errors import ConfigError
+from vidfm.files import atomic_save_dir
 from vidfm.models.cnn import ResBlock
 from vidfm.models.common import Attention, Block, Mlp
 
@@ -232,15 +233,16 @@ def save_adaptation(model: nn.Module, path) -> Path:
     rebuild it."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.named_parameters() if v.requires_grad}
     for name, m in model.named_modules():  # BatchNorm statistics move in training, frozen weights or not
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             state.update({f"{name}.{k}": v.detach().clone() for k, v in m.named_buffers(recurse=False)})
-    save_file(state, path / "adapter.safetensors")
-    (path / "adapter.json").write_text(json.dumps(model.adaptation or {"method": "full"}, indent=2))
-    return path
+
+    def write(d: Path):
+        save_file(state, d / "adapter.safetensors")
+        (d / "adapter.json").write_text(json.dumps(model.adaptation or {"method": "full"}, indent=2))
+
+    return atomic_save_dir(Path(path), write)
 
 
 def load_adaptation(model: nn.Module, path) -> nn.Module:

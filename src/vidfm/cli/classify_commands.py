@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, for_each_video, print_json, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
+from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
 from vidfm.errors import ConfigError
 
 
@@ -14,8 +14,10 @@ def register_train(tsub) -> None:
         help="train a video classifier",
         description=(
             "Train a video classifier on a synthetic world (vidfm synth), a CSV of 'path,label' or a folder with one "
-            "sub-folder per class. The best weights (by validation accuracy) are saved in OUT/best; OUT/checkpoint "
-            "lets an interrupted run resume; OUT/metrics.jsonl and OUT/curves.png record the run."
+            "sub-folder per class. The best weights (by validation accuracy) are saved in OUT/best; the same command "
+            "again resumes an interrupted run from OUT/checkpoint (other settings need --fresh or another OUT); "
+            "OUT/metrics.jsonl and OUT/curves.png record the run. The defaults learn the synthetic world's 12 actions "
+            "in a few CPU minutes."
         ),
     )
     p.add_argument("data", help="synthetic world folder, CSV file, or folder of class folders")
@@ -24,7 +26,7 @@ def register_train(tsub) -> None:
                    "timesformer-tiny, frame-tiny, or a paper size) or a folder to load; the tiny ViTs need --epochs 30 or more")
     p.add_argument("--adapt", default="full", help="full | linear | freeze:N | lora[:RANK] | adapter | parallel | prompt[:N] | prefix[:N]")
     p.add_argument("--out", required=True, help="run folder")
-    add_train_options(p, lr=3e-3, epochs=30)  # learns the world's 12 actions in a few CPU minutes (benchmarks/RESULTS.md)
+    add_train_options(p, lr=3e-3, epochs=20, batch_size=8)  # learns the world's 12 actions in a few CPU minutes (benchmarks/RESULTS.md)
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0 = off)")
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0 = off)")
@@ -145,11 +147,4 @@ def run_predict(args) -> int:
 
     model, _ = _load_classifier(args.model)
     results, failed = for_each_video(args.videos, lambda v: [{"label": lab, "probability": p} for lab, p in predict(model, v, top=args.top)])
-    if args.json:
-        print_json({**{v: r for v, r in results if r is not None}, **({"errors": failed} if failed else {})})
-    else:
-        for v, r in ((v, r) for v, r in results if r is not None):
-            print(v)
-            for item in r:
-                print(f"  {item['probability']:6.3f}  {item['label']}")
-    return 1 if failed else 0
+    return print_ranked(results, failed, args.json, "probability")

@@ -7,7 +7,7 @@ import json
 import sys
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default (argparse's own formatter skips options
     without help text, and those whose help already mentions a default)."""
 
@@ -40,6 +40,20 @@ def for_each_video(videos, work) -> tuple[list, dict]:
             failed[v] = str(e)
             print(f"error: {e}", file=sys.stderr)
     return results, failed
+
+
+def print_ranked(results: list, failed: dict, as_json: bool, value: str) -> int:
+    """Per video, ranked ``{"label", value}`` rows (as ``for_each_video`` returns them), as
+    text or JSON (with the errors); the exit code says whether any video failed."""
+    done = [(v, r) for v, r in results if r is not None]
+    if as_json:
+        print_json({**dict(done), **({"errors": failed} if failed else {})})
+    else:
+        for v, rows in done:
+            print(v)
+            for row in rows:
+                print(f"  {row[value]:6.3f}  {row['label']}")
+    return 1 if failed else 0
 
 
 def report_skipped(paths) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, for_each_video, print_json, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
+from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
 from vidfm.errors import ConfigError
 
 
@@ -190,14 +190,7 @@ def run_zeroshot(args) -> int:
         return [{"label": labels[i], "score": float(row[i])} for i in row.argsort()[::-1][: args.top]]
 
     results, failed = for_each_video(args.videos, scores)
-    if args.json:
-        print_json({**{v: r for v, r in results if r is not None}, **({"errors": failed} if failed else {})})
-    else:
-        for v, r in ((v, r) for v, r in results if r is not None):
-            print(v)
-            for item in r:
-                print(f"  {item['score']:6.3f}  {item['label']}")
-    return 1 if failed else 0
+    return print_ranked(results, failed, args.json, "score")
 
 
 def is_video_text_model(path) -> bool:

@@ -1,4 +1,4 @@
-"""Caption augmentation: synonym rewriting and action-word generalisation (SPEC 1.3).
+"""Caption augmentation: synonym rewriting and action-word generalisation.
 
 A small built-in lexicon keeps this offline and deterministic; pass your own ``lexicon``
 (word -> alternatives) for other domains. Multi-word entries are matched before single

@@ -3,7 +3,11 @@
 - ``frechet_distance``: FVD / FID-style distance between two feature sets. The feature
   network is a parameter: FVD proper uses I3D, and FID Inception; with no hub here vidfm
   passes features of its own encoders (say which one when you report a number: values
-  from different networks are not comparable).
+  from different networks are not comparable). The estimate is biased upwards by about
+  ``tr(S) * D / N`` for N samples of D-dimensional features, so with a hundred clips and
+  256-d features the bias swamps the signal: ``dims`` projects both sets onto the leading
+  principal components of the reference set first, and ``frechet_floor`` measures the
+  distance between two halves of the reference set (what "no difference" scores).
 - ``flicker``: mean absolute change between adjacent frames (0-255 scale).
 - ``flow_warp_error``: warp each frame onto the next with Farneback optical flow (OpenCV)
   and measure what is left, a standard temporal-consistency measure.
@@ -20,13 +24,21 @@ import torch
 from vidfm.errors import ConfigError
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two (N, D) feature sets."""
+def frechet_distance(a: np.ndarray, b: np.ndarray, dims: int | None = None) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two (N, D) feature sets;
+    with ``dims``, of their projections onto the ``dims`` leading principal components of
+    ``a`` (the reference set)."""
     from scipy import linalg
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ConfigError(f"need two (N>=2, D) feature sets of the same width, got {a.shape} and {b.shape}")
+    if dims is not None:
+        if not 1 <= dims <= a.shape[1]:
+            raise ConfigError(f"dims must be in [1, {a.shape[1]}], got {dims}")
+        centre = a.mean(0)
+        basis = np.linalg.svd(a - centre, full_matrices=False)[2][:dims].T  # (D, dims)
+        a, b = (a - centre) @ basis, (b - centre) @ basis
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean = linalg.sqrtm(s1 @ s2)
@@ -36,18 +48,28 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
 
 
-def fvd(real: np.ndarray, fake: np.ndarray, features) -> float:
+def frechet_floor(reference: np.ndarray, dims: int | None = None, seed: int = 0) -> float:
+    """The distance between two random halves of the reference set: what the estimate
+    gives for "the same distribution" at half the sample size (an upper bound of its bias
+    at the full size). Compare a reported distance against it."""
+    reference = np.asarray(reference)
+    order = np.random.default_rng(seed).permutation(len(reference))
+    half = len(reference) // 2
+    return frechet_distance(reference[order[:half]], reference[order[half : 2 * half]], dims)
+
+
+def fvd(real: np.ndarray, fake: np.ndarray, features, dims: int | None = None) -> float:
     """Fréchet distance of clip features; ``features(videos) -> (N, D)``."""
-    return frechet_distance(features(real), features(fake))
+    return frechet_distance(features(real), features(fake), dims)
 
 
-def fid(real: np.ndarray, fake: np.ndarray, features) -> float:
+def fid(real: np.ndarray, fake: np.ndarray, features, dims: int | None = None) -> float:
     """Frame-level Fréchet distance: every frame is an item, embedded as a still clip."""
     def frames(v):
         f = np.asarray(v).reshape(-1, *np.asarray(v).shape[-3:])
         return features(np.repeat(f[:, None], 2, axis=1))
 
-    return frechet_distance(frames(real), frames(fake))
+    return frechet_distance(frames(real), frames(fake), dims)
 
 
 def flicker(videos: np.ndarray) -> float:

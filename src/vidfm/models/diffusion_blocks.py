@@ -61,7 +61,9 @@ def sincos_3d(dim: int, t: int, h: int, w: int, device=None) -> torch.Tensor:
     """Fixed absolute positions (t*h*w, dim): sine/cosine of t, h and w on three slices of
     the width. RoPE alone only tells attention relative offsets; a video generator also
     needs to know which frame is first (the causal VAE's first latent is an image) and
-    where in the frame a token sits."""
+    where in the frame a token sits. (diffusers' ``get_3d_sincos_pos_embed`` gives time a
+    quarter of the width instead of a third; switching would move every trained model's
+    positions, so this stays.)"""
     parts = [2 * (dim // 6), 2 * (dim // 6)]
     parts = [dim - sum(parts)] + parts
     grids = torch.meshgrid(torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
@@ -116,7 +118,7 @@ def cross_mask(text_mask: torch.Tensor) -> torch.Tensor:
 
 
 def frame_conditioned_input(sample: torch.Tensor, cond: torch.Tensor | None, enabled: bool) -> torch.Tensor:
-    """Concatenate given-frame latents and their mask to the noisy latents (SPEC 8.5); zeros
+    """Concatenate given-frame latents and their mask to the noisy latents (as FLF2V models do); zeros
     when nothing is given, so one model serves text-, image- and first+last-frame-to-video."""
     if not enabled:
         if cond is not None:

@@ -1,6 +1,6 @@
 """Semantic scenes and keyframes from any per-frame features, with SceneTilling (VideoLLaMB).
 
-SceneTilling, exactly as SPEC 6.6 states it: ``s[i] = cos(f[i], f[i+1])`` for i < T-1;
+SceneTilling, exactly as VideoLLaMB defines it: ``s[i] = cos(f[i], f[i+1])`` for i < T-1;
 from each i walk left while s keeps rising (``s[j-1] >= s[j]``) to its left peak ``lp``,
 and right likewise to ``rp``; ``depth[i] = lp + rp - 2 s[i]``. Boundaries are the i with
 ``depth[i] > mean(depth) + alpha * std(depth)`` (alpha 0.5), at most 15 (the deepest

@@ -212,8 +212,8 @@ def train_classifier(
     overrides = {"num_frames": num_frames, "image_size": size}
     if drop_path:
         overrides["drop_path_rate"] = drop_path
+    torch.manual_seed(train_config.seed)  # a fresh encoder's initialisation follows the run's seed
     enc = resolve_encoder(encoder, **overrides)
-    torch.manual_seed(train_config.seed)
     model = VideoClassifier(enc, classes, dropout)
     apply_adaptation(model, adaptation, **(adaptation_options or {}))
     params = trainable_parameters(model)

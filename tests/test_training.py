@@ -75,9 +75,7 @@ def test_early_stopping_and_ema(tmp_path):
     summary = trainer.fit()  # "maximising" validation loss stops as soon as it goes down
     assert summary["stopped_early"] and summary["epochs"] < 10
     # the EMA is checkpointed with everything else (accelerate's registered objects), and differs from the raw weights
-    from safetensors.torch import load_file
-
-    raw = load_file(tmp_path / "checkpoint" / "model.safetensors")
+    raw = torch.load(tmp_path / "checkpoint" / "pytorch_model.bin", weights_only=True)
     ema = next(e for e in (torch.load(f, weights_only=False) for f in sorted((tmp_path / "checkpoint").glob("custom_checkpoint_*.pkl")))
                if "n_averaged" in e)  # fmt: skip
     assert int(ema["n_averaged"]) == summary["steps"]
@@ -101,7 +99,7 @@ def test_mixup_and_cutmix_train(tmp_path):
 
 def test_corrupt_checkpoint_is_reported(tmp_path):
     make_trainer(tmp_path, max_steps=4).fit()
-    (tmp_path / "checkpoint" / "model.safetensors").write_bytes(b"garbage")
+    (tmp_path / "checkpoint" / "pytorch_model.bin").write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="cannot resume from this checkpoint.*--fresh"):
         make_trainer(tmp_path, max_steps=4).fit()
     assert make_trainer(tmp_path, max_steps=4).fit(resume=False)["steps"] == 4  # --fresh

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
+from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, summary_handled, report_skipped, train_config_from, warn_if_collapsed
 from vidfm.errors import ConfigError
 
 
@@ -41,7 +41,7 @@ def register_train(tsub) -> None:
 
 
 def register(sub) -> None:
-    e = sub.add_parser("eval", help="evaluate a classifier, video-text or grounding model", description="A classifier: top-1, top-5, per-class accuracy and a confusion-matrix PNG. A video-text model: R@1/5/10, median and mean rank in both directions, and zero-shot accuracy on a world.")
+    e = sub.add_parser("eval", help="evaluate a classifier, video-text, grounding or Video-LLM model", description="A classifier: top-1, top-5, per-class accuracy and a confusion-matrix PNG. A video-text model: R@1/5/10, median and mean rank in both directions, and zero-shot accuracy on a world.")
     e.add_argument("model", help="run folder (uses RUN/best), a saved classifier or a video-text model")
     e.add_argument("data", help="synthetic world folder (with --split), CSV or folder of class folders")
     e.add_argument("--split", default="test", help="world split: train, val, test or compositional (default test)")
@@ -84,11 +84,7 @@ def run_train_classify(args) -> int:
         label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, cutmix_alpha=args.cutmix,
         on_error=args.on_error, limit_train=args.per_class, resume=not args.fresh,
     )  # fmt: skip
-    summary.pop("history")
-    if args.json:
-        print_json(summary)
-        return 0
-    if report_finished(summary, args.out):
+    if summary_handled(summary, args):
         return 0
     p = summary["params"]
     print(f"trained {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s; "
@@ -119,6 +115,8 @@ def run_eval(args) -> int:
         return run_eval_retrieval(args)
     if is_grounding_model(args.model):
         return run_eval_grounding(args)
+    if is_videollm(args.model):
+        return run_eval_videollm(args)
     model, path = _load_classifier(args.model)
     source = DataSource(args.data)
     if source.is_world and source.world().classes != model.classes:
@@ -139,6 +137,38 @@ def run_eval(args) -> int:
     print(f"confusion matrix: {out}")
     report_skipped(metrics["skipped"])
     warn_if_collapsed(metrics)
+    return 0
+
+
+def is_videollm(path) -> bool:
+    from vidfm.files import model_folder
+    from vidfm.models.videollm import CONFIG
+
+    return (model_folder(path, CONFIG) / CONFIG).exists()
+
+
+def run_eval_videollm(args) -> int:
+    from vidfm.models.videollm import VideoLLM
+    from vidfm.tasks.videollm import evaluate_videollm
+
+    metrics = evaluate_videollm(VideoLLM.from_pretrained(args.model), args.data, args.split, batch_size=args.batch_size, progress=progress)
+    if args.json:
+        print_json(metrics)
+        return 0
+    print(f"{metrics['videos']} videos ({args.split})")
+    if "qa_accuracy" in metrics:
+        print(f"  closed QA accuracy {metrics['qa_accuracy']:.3f}  (" + ", ".join(f"{k} {v:.2f}" for k, v in metrics["qa_by_type"].items()) + ")")
+    if "timestamps" in metrics:
+        t = metrics["timestamps"]
+        print(f"  timestamps: R@1 IoU0.3 {t['R@1,IoU=0.3']:.3f}  IoU0.5 {t['R@1,IoU=0.5']:.3f}  IoU0.7 {t['R@1,IoU=0.7']:.3f}  "
+              f"mIoU {t['mIoU']:.3f}  ({t['unparseable']} of {t['count']} answers unparseable)")  # fmt: skip
+    if "captions" in metrics:
+        c = metrics["captions"]
+        meteor = "n/a" if c["METEOR"] is None else f"{c['METEOR']:.3f}"
+        print(f"  captions: BLEU-4 {c['BLEU-4']:.3f}  METEOR {meteor}  ROUGE-L {c['ROUGE-L']:.3f}  CIDEr-D {c['CIDEr-D']:.3f}")
+    if metrics.get("hallucination_rate") is not None:
+        print(f"  hallucination rate (captions naming a colour, shape or action not in the video) {metrics['hallucination_rate']:.3f}")
+    report_skipped(metrics["skipped"])
     return 0
 
 

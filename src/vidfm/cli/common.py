@@ -61,6 +61,16 @@ def report_skipped(paths) -> None:
         print(f"skipped {len(paths)} unreadable videos: {', '.join(map(str, list(paths)[:5]))}" + (" ..." if len(paths) > 5 else ""))
 
 
+def summary_handled(summary: dict, args) -> bool:
+    """The start of every training command's report: JSON when asked (True), or the note
+    that the run had already finished (True); False when the text summary should follow."""
+    summary.pop("history", None)
+    if args.json:
+        print_json(summary)
+        return True
+    return report_finished(summary, args.out)
+
+
 def report_finished(summary: dict, out) -> bool:
     """A run folder whose training had already ended: say so (True) instead of a summary."""
     if not summary.get("already_finished"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, report_finished, train_config_from
+from vidfm.cli.common import add_train_options, print_json, progress, summary_handled, train_config_from
 
 
 def register_train(tsub) -> None:
@@ -68,11 +68,7 @@ def register(sub) -> None:
 
 
 def _report(args, summary: dict, what: str) -> int:
-    summary.pop("history", None)
-    if args.json:
-        print_json(summary)
-        return 0
-    if report_finished(summary, args.out):
+    if summary_handled(summary, args):
         return 0
     best = summary["best"]
     print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; best validation {what} {best:.4f}" if best is not None else f"trained {summary['steps']} steps")

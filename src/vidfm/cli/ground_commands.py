@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, report_finished, train_config_from
+from vidfm.cli.common import add_train_options, print_json, progress, summary_handled, train_config_from
 
 
 def register_train(tsub) -> None:
@@ -38,11 +38,7 @@ def run_train_ground(args) -> int:
 
     summary = train_grounding(args.data, args.features, train_config=train_config_from(args), num_clips=args.clips, window_frames=args.window,
                               hidden=args.hidden, progress=lambda it: progress(it, "clip features", unit="sentence"), resume=not args.fresh)  # fmt: skip
-    summary.pop("history")
-    if args.json:
-        print_json(summary)
-        return 0
-    if report_finished(summary, args.out):
+    if summary_handled(summary, args):
         return 0
     print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s on {summary['train_sentences']} sentences; best validation mIoU {summary['best']:.4f}")
     print(f"model: {Path(args.out) / 'best'}")

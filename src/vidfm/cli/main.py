@@ -12,7 +12,7 @@ from vidfm.errors import VidfmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vidfm.cli import classify_commands, generate_commands, ground_commands, io_commands, retrieval_commands, shots_commands, synth_command
+    from vidfm.cli import classify_commands, generate_commands, ground_commands, io_commands, retrieval_commands, shots_commands, synth_command, videollm_commands
 
     from vidfm.cli.common import Parser
 
@@ -23,10 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vidfm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    train = sub.add_parser("train", help="train a task model (classify, ground, vae, denoiser)", description="Train a task model.")
+    train = sub.add_parser("train", help="train a task model (classify, ground, vae, denoiser, videollm)", description="Train a task model.")
     tsub = train.add_subparsers(dest="objective", metavar="TASK")
     train.set_defaults(run=lambda args: (train.print_help(), 2)[1])
-    for module in (synth_command, io_commands, classify_commands, retrieval_commands, shots_commands, ground_commands, generate_commands):
+    for module in (synth_command, io_commands, classify_commands, retrieval_commands, shots_commands, ground_commands, generate_commands, videollm_commands):
         module.register(sub)
         if hasattr(module, "register_train"):
             module.register_train(tsub)

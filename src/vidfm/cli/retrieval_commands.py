@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, report_finished, report_skipped, train_config_from, warn_if_collapsed
+from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, summary_handled, report_skipped, train_config_from, warn_if_collapsed
 from vidfm.errors import ConfigError
 
 
@@ -92,11 +92,7 @@ def run_pretrain(args) -> int:
         momentum=args.momentum, text_model=args.text_model, text_mode=args.text, embed_dim=args.embed_dim,
         hard_negative_beta=args.hard_negatives or None,
     )  # fmt: skip
-    summary.pop("history")
-    if args.json:
-        print_json(summary)
-        return 0
-    if report_finished(summary, args.out):
+    if summary_handled(summary, args):
         return 0
     p = summary["params"]
     metric = "validation rsum (R@1+5+10 both ways)" if args.objective == "contrastive" else "validation loss"

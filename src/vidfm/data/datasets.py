@@ -45,7 +45,8 @@ def _need(path: Path) -> Path:
     return path
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per non-empty line; a bad line is a DatasetError naming it."""
     rows = []
     for n, line in enumerate(_need(path).read_text().splitlines(), 1):
         if line.strip():
@@ -102,7 +103,7 @@ def captions_from_jsonl(path, root=None) -> list[dict]:
     path = Path(path)
     base = Path(root) if root else path.parent.parent
     out = []
-    for r in _read_jsonl(path):
+    for r in read_jsonl(path):
         caps = r.get("captions") or ([r["caption"]] if "caption" in r else None)
         if not caps or "path" not in r:
             raise DatasetError(f"{path}: each line needs 'path' and 'captions'")
@@ -115,7 +116,7 @@ def qa_from_jsonl(path, root=None) -> list[dict]:
     path = Path(path)
     base = Path(root) if root else path.parent.parent
     out = []
-    for r in _read_jsonl(path):
+    for r in read_jsonl(path):
         if not {"path", "question", "answer"} <= set(r):
             raise DatasetError(f"{path}: each line needs 'path', 'question' and 'answer'")
         out.append({**r, "path": str(base / r["path"])})
@@ -411,7 +412,7 @@ class SyntheticWorld:
         return VideoDataset(grounding_from_sta(path, self.root / "videos"), **kwargs)
 
     def shots(self) -> list[dict]:
-        return [{**r, "path": str(self.root / r["path"])} for r in _read_jsonl(self.root / "shots.jsonl")]
+        return [{**r, "path": str(self.root / r["path"])} for r in read_jsonl(self.root / "shots.jsonl")]
 
     def metadata(self) -> list[dict]:
-        return [{**r, "path": str(self.root / r["path"])} for r in _read_jsonl(self.root / "metadata.jsonl")]
+        return [{**r, "path": str(self.root / r["path"])} for r in read_jsonl(self.root / "metadata.jsonl")]

@@ -122,15 +122,16 @@ class _StagedCNN(VideoEncoder):
 
     def features(self, video: torch.Tensor, output_hidden_states: bool = False):
         """The last feature map, and (with ``output_hidden_states``) the stem's and every
-        stage's output as tokens."""
+        stage's output as tokens, with their (t, h, w) grids."""
         self.check_video(video)
         x = self.stem(rearrange(video, "b t c h w -> b c t h w"))
-        hidden = [as_tokens(x)] if output_hidden_states else None
+        maps = [x]
         for stage in self.blocks:
             x = stage(x)
-            if hidden is not None:
-                hidden.append(as_tokens(x))
-        return x, (tuple(hidden) if hidden is not None else None)
+            maps.append(x)
+        if not output_hidden_states:
+            return x, None, None
+        return x, tuple(as_tokens(m) for m in maps), tuple(tuple(m.shape[2:]) for m in maps)
 
 
 class R2Plus1DEncoder(_StagedCNN):
@@ -153,8 +154,8 @@ class R2Plus1DEncoder(_StagedCNN):
         self.post_init()
 
     def forward(self, video: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
-        x, hidden = self.features(video, output_hidden_states)
-        return EncoderOutput(tokens=as_tokens(x), pooled=x.mean((2, 3, 4)), hidden_states=hidden)
+        x, hidden, grids = self.features(video, output_hidden_states)
+        return EncoderOutput(tokens=as_tokens(x), pooled=x.mean((2, 3, 4)), hidden_states=hidden, grids=grids)
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ class TSNEncoder(_StagedCNN):
         self.post_init()
 
     def forward(self, video: torch.Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
-        x, hidden = self.features(video, output_hidden_states)
+        x, hidden, grids = self.features(video, output_hidden_states)
         if self.grid_proj is None:
             frames = rearrange(x.mean((3, 4)), "b c t -> b t c")
         else:
@@ -221,7 +222,9 @@ class TSNEncoder(_StagedCNN):
             frames = frames + rearrange(self.temporal(rearrange(frames, "b t c -> b c t")), "b c t -> b t c")
         elif self.config.temporal == "lstm":
             frames = self.temporal(frames)[0]
-        return EncoderOutput(tokens=frames, pooled=frames.mean(1), hidden_states=hidden + (frames,) if hidden else None)
+        if hidden:
+            hidden, grids = hidden + (frames,), grids + ((frames.shape[1], 1, 1),)
+        return EncoderOutput(tokens=frames, pooled=frames.mean(1), hidden_states=hidden, grids=grids)
 
 
 # ---------------------------------------------------------------------------------------
@@ -300,11 +303,12 @@ class SlowFastEncoder(VideoEncoder):
         def fused():
             return as_tokens(torch.cat([slow, F.adaptive_avg_pool3d(fast, slow.shape[2:])], 1))
 
-        hidden = [fused()] if output_hidden_states else None
+        hidden, grids = ([fused()], [tuple(slow.shape[2:])]) if output_hidden_states else (None, None)
         for i, (s_stage, f_stage) in enumerate(self.blocks):
             slow = s_stage(torch.cat([slow, self.laterals[i](fast)], 1))
             fast = f_stage(fast)
             if hidden is not None:
                 hidden.append(fused())
+                grids.append(tuple(slow.shape[2:]))
         return EncoderOutput(tokens=fused(), pooled=torch.cat([slow.mean((2, 3, 4)), fast.mean((2, 3, 4))], 1),
-                             hidden_states=tuple(hidden) if hidden else None)  # fmt: skip
+                             hidden_states=tuple(hidden) if hidden else None, grids=tuple(grids) if grids else None)  # fmt: skip

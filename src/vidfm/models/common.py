@@ -39,6 +39,7 @@ class EncoderOutput(ModelOutput):
     pooled: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    grids: tuple[tuple[int, int, int], ...] | None = None  # (t, h, w) of each hidden state's tokens
 
 
 def run_blocks(blocks, x, output_hidden_states: bool = False, output_attentions: bool = False, **kwargs):
@@ -146,6 +147,15 @@ class VideoEncoder(PreTrainedModel):
         if height % p or width % p:
             raise ConfigError(f"frames of {height}x{width} pixels do not divide into {p}x{p} patches; "
                               f"resize them to a multiple of {p} (e.g. {max(p, height // p * p)}x{max(p, width // p * p)})")  # fmt: skip
+
+    def grid_tokens(self, out: EncoderOutput, layer: int = -1) -> torch.Tensor:
+        """Hidden state ``layer`` (of a forward with ``output_hidden_states=True``) as a
+        spatio-temporal grid ``(B, t, h, w, D)``: what a Video-LLM pools and projects per
+        time slot."""
+        if out.hidden_states is None or out.grids is None:
+            raise ConfigError("grid_tokens needs the encoder's output with output_hidden_states=True")
+        t, h, w = out.grids[layer]
+        return rearrange(out.hidden_states[layer], "b (t h w) d -> b t h w d", t=t, h=h, w=w)
 
     #: MAE's initialisation for transformers trained from scratch: xavier-uniform linear
     #: layers, and the patch projection initialised as the linear map it is. With the

@@ -130,4 +130,5 @@ class FrameEncoder(VideoEncoder):
         if self.config.temporal == "transformer":
             x = x + resize_grid_embedding(self.time_embed, (self.config.num_frames,), (x.shape[1],))
         x, hidden, attentions = run_blocks(self.blocks, x, output_hidden_states, output_attentions)
-        return EncoderOutput(tokens=x, pooled=x.mean(1), hidden_states=hidden, attentions=attentions)
+        grids = ((x.shape[1], 1, 1),) * len(hidden) if hidden else None
+        return EncoderOutput(tokens=x, pooled=x.mean(1), hidden_states=hidden, attentions=attentions, grids=grids)

@@ -137,7 +137,15 @@ class TimeSformerEncoder(VideoEncoder):
         divided = {"t": t} if c.attention_type == "divided_space_time" else {}
         x, hidden, attentions = run_blocks(self.blocks, x, output_hidden_states, output_attentions, **divided)
         x = self.norm(x)
-        return EncoderOutput(tokens=x, pooled=x[:, 0], hidden_states=hidden, attentions=attentions)
+        grids = ((t, gh, gw),) * len(hidden) if hidden else None
+        return EncoderOutput(tokens=x, pooled=x[:, 0], hidden_states=hidden, attentions=attentions, grids=grids)
+
+    def grid_tokens(self, out: EncoderOutput, layer: int = -1) -> torch.Tensor:
+        """Tokens are a class token, then patch-major, frame-minor: drop the class token."""
+        if out.hidden_states is None or out.grids is None:
+            raise ConfigError("grid_tokens needs the encoder's output with output_hidden_states=True")
+        t, h, w = out.grids[layer]
+        return rearrange(out.hidden_states[layer][:, 1:], "b (h w t) d -> b t h w d", t=t, h=h, w=w)
 
     @classmethod
     def from_transformers(cls, name_or_path, **overrides) -> "TimeSformerEncoder":

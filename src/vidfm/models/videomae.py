@@ -120,7 +120,8 @@ class VideoMAEEncoder(VideoEncoder):
             x = x[~mask].reshape(x.shape[0], -1, x.shape[-1])
         x, hidden, attentions = run_blocks(self.blocks, x, output_hidden_states, output_attentions)
         x = self.norm(x)
-        return EncoderOutput(tokens=x, pooled=self.fc_norm(x.mean(1)), hidden_states=hidden, attentions=attentions)
+        grids = (self.config.grid(*[video.shape[i] for i in (1, 3, 4)]),) * len(hidden) if hidden and mask is None else None
+        return EncoderOutput(tokens=x, pooled=self.fc_norm(x.mean(1)), hidden_states=hidden, attentions=attentions, grids=grids)
 
     # -- Hugging Face checkpoints ------------------------------------------------------
     @classmethod

@@ -411,7 +411,7 @@ class Trainer:
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))
+        acc.save_state(str(tmp), safe_serialization=False)  # tied weights (an LM head) survive a pickle, not safetensors
         acc.wait_for_everyone()
         if acc.is_main_process:
             (tmp / "state.json").write_text(json.dumps(self._state_for_humans(acc), default=str))

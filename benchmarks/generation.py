@@ -141,7 +141,14 @@ def main() -> None:
     parts = set(args.parts.split(","))
     import torch
 
-    from vidfm.metrics.generation import fid, flicker, flow_warp_error, frechet_distance, frechet_floor, psnr_ssim_uint8
+    from vidfm.metrics.generation import (
+        fid,
+        flicker,
+        flow_warp_error,
+        frechet_distance,
+        frechet_floor,
+        psnr_ssim_uint8,
+    )
     from vidfm.models.generative import load_vae
     from vidfm.pipelines import VideoGenerationPipeline
     from vidfm.pipelines.video_generation import to_model_range, to_uint8

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from classify import DATA, world
 
+from vidfm.data.datasets import DataSource
 from vidfm.io.reader import VideoReader
 from vidfm.metrics.grounding import grounding_metrics
-from vidfm.data.datasets import DataSource
 from vidfm.tasks.ground import Grounder, train_grounding
 from vidfm.training import TrainConfig
 

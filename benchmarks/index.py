@@ -28,7 +28,13 @@ from vidfm.models import build_encoder
 from vidfm.models.text import TextEncoder
 from vidfm.objectives import VideoTextModel
 from vidfm.retrieval.embedder import Embedder
-from vidfm.retrieval.index import FORMAT, VideoIndex, new_faiss_index, update_index, write_index
+from vidfm.retrieval.index import (
+    FORMAT,
+    VideoIndex,
+    new_faiss_index,
+    update_index,
+    write_index,
+)
 
 
 def clustered(n: int, dim: int, rng, clusters: int = 200) -> np.ndarray:

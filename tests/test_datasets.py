@@ -7,8 +7,8 @@ import torch
 from vidfm.data import (
     VideoDataset,
     classification_from_csv,
-    collate_readable,
     classification_from_folder,
+    collate_readable,
     grounding_from_sta,
 )
 from vidfm.data.transforms import TemporalAugment, train_transform

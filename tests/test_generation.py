@@ -10,10 +10,19 @@ from PIL import Image
 
 from vidfm.cli.main import main
 from vidfm.errors import ConfigError
-from vidfm.metrics.generation import flicker, flow_warp_error, frechet_distance, psnr_ssim_uint8
+from vidfm.metrics.generation import (
+    flicker,
+    flow_warp_error,
+    frechet_distance,
+    psnr_ssim_uint8,
+)
 from vidfm.models.diffusion_blocks import frame_mask
 from vidfm.models.generative import build_denoiser, build_vae, load_vae
-from vidfm.objectives.diffusion import DiffusionObjective, sampling_scheduler, training_scheduler
+from vidfm.objectives.diffusion import (
+    DiffusionObjective,
+    sampling_scheduler,
+    training_scheduler,
+)
 
 
 def run(capsys, *argv):

@@ -10,7 +10,12 @@ from vidfm.errors import ConfigError
 from vidfm.metrics.grounding import grounding_metrics, temporal_iou
 from vidfm.models import build_encoder
 from vidfm.models.text import TextEncoder
-from vidfm.tasks.ground import GroundingModel, candidate_segments, grounding_loss, segment_iou
+from vidfm.tasks.ground import (
+    GroundingModel,
+    candidate_segments,
+    grounding_loss,
+    segment_iou,
+)
 
 
 def run(capsys, *argv):

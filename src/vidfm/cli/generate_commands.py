@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, summary_handled, train_config_from
+from vidfm.cli.common import (
+    add_train_options,
+    print_json,
+    progress,
+    summary_handled,
+    train_config_from,
+)
 
 
 def register_train(tsub) -> None:

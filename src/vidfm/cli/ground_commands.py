@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, summary_handled, train_config_from
+from vidfm.cli.common import (
+    add_train_options,
+    print_json,
+    progress,
+    summary_handled,
+    train_config_from,
+)
 
 
 def register_train(tsub) -> None:
@@ -58,9 +64,8 @@ def run_ground(args) -> int:
 
 
 def is_grounding_model(path) -> bool:
-    from vidfm.tasks.ground import META
-
     from vidfm.files import model_folder
+    from vidfm.tasks.ground import META
 
     return (model_folder(path, META) / META).exists()
 

@@ -12,8 +12,16 @@ from vidfm.errors import VidfmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vidfm.cli import classify_commands, generate_commands, ground_commands, io_commands, retrieval_commands, shots_commands, synth_command, videollm_commands
-
+    from vidfm.cli import (
+        classify_commands,
+        generate_commands,
+        ground_commands,
+        io_commands,
+        retrieval_commands,
+        shots_commands,
+        synth_command,
+        videollm_commands,
+    )
     from vidfm.cli.common import Parser
 
     parser = Parser(

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, for_each_video, print_json, print_ranked, progress, summary_handled, report_skipped, train_config_from, warn_if_collapsed
+from vidfm.cli.common import (
+    add_train_options,
+    for_each_video,
+    print_json,
+    print_ranked,
+    progress,
+    report_skipped,
+    summary_handled,
+    train_config_from,
+    warn_if_collapsed,
+)
 from vidfm.errors import ConfigError
 
 
@@ -190,8 +200,8 @@ def run_zeroshot(args) -> int:
 
 
 def is_video_text_model(path) -> bool:
-    from vidfm.objectives.video_text import META
     from vidfm.files import model_folder
+    from vidfm.objectives.video_text import META
 
     return (model_folder(path, META) / META).exists()
 

@@ -106,7 +106,10 @@ PSNR_CAP = 100.0  # dB for a frame reproduced exactly, so one identical frame do
 def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
     """Mean per-frame PSNR (dB, capped at ``PSNR_CAP``) / SSIM over all frames of
     (B, 3, T, H, W) clips in [-1, 1]."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+    from torchmetrics.functional.image import (
+        peak_signal_noise_ratio,
+        structural_similarity_index_measure,
+    )
 
     a = real.add(1).div(2).clamp(0, 1).transpose(1, 2).flatten(0, 1)
     b = fake.add(1).div(2).clamp(0, 1).transpose(1, 2).flatten(0, 1)

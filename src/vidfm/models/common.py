@@ -9,7 +9,6 @@ Every encoder is a ``transformers.PreTrainedModel`` (config + ``save_pretrained`
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import numpy as np

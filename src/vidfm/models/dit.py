@@ -19,7 +19,18 @@ from torch import nn
 from vidfm.errors import ConfigError
 from vidfm.models.attention import Attention
 from vidfm.models.diffusion_blocks import (
-    ATTENTION_MODES, Conditioning, FeedForward, check_sample, cross_mask, frame_conditioned_input, frame_mask, input_channels, modulate, rope_3d, run_block, sincos_3d,
+    ATTENTION_MODES,
+    Conditioning,
+    FeedForward,
+    check_sample,
+    cross_mask,
+    frame_conditioned_input,
+    frame_mask,
+    input_channels,
+    modulate,
+    rope_3d,
+    run_block,
+    sincos_3d,
 )  # fmt: skip
 
 

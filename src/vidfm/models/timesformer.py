@@ -16,9 +16,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from vidfm.errors import ConfigError
 from vidfm.models.common import (
-    ConvStem,
     Attention,
     Block,
+    ConvStem,
     DropPath,
     EncoderOutput,
     Mlp,

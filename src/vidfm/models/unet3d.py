@@ -22,7 +22,14 @@ from torch import nn
 
 from vidfm.errors import ConfigError
 from vidfm.models.attention import Attention
-from vidfm.models.diffusion_blocks import Conditioning, check_sample, frame_conditioned_input, input_channels, rope_3d, run_block
+from vidfm.models.diffusion_blocks import (
+    Conditioning,
+    check_sample,
+    frame_conditioned_input,
+    input_channels,
+    rope_3d,
+    run_block,
+)
 
 
 def _norm(c: int) -> nn.GroupNorm:

@@ -16,7 +16,18 @@ from torch import nn
 
 from vidfm.errors import ConfigError
 from vidfm.models.attention import Attention
-from vidfm.models.diffusion_blocks import ATTENTION_MODES, Conditioning, FeedForward, check_sample, frame_conditioned_input, frame_mask, input_channels, rope_3d, run_block, sincos_3d
+from vidfm.models.diffusion_blocks import (
+    ATTENTION_MODES,
+    Conditioning,
+    FeedForward,
+    check_sample,
+    frame_conditioned_input,
+    frame_mask,
+    input_channels,
+    rope_3d,
+    run_block,
+    sincos_3d,
+)
 
 
 class UViTBlock(nn.Module):

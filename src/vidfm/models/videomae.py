@@ -20,8 +20,8 @@ from torch import nn
 
 from vidfm.errors import ConfigError
 from vidfm.models.common import (
-    ConvStem,
     Block,
+    ConvStem,
     EncoderOutput,
     VideoEncoder,
     ViTEncoderConfig,

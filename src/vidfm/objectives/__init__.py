@@ -3,7 +3,11 @@ returns the loss, run by the one ``vidfm.training.Trainer``."""
 
 from vidfm.objectives.contrastive import ContrastiveVideoModel, TwoViews, nt_xent
 from vidfm.objectives.mvm import MaskedVideoModel, patchify_targets, tube_mask
-from vidfm.objectives.video_text import VideoTextModel, same_caption_mask, video_text_loss
+from vidfm.objectives.video_text import (
+    VideoTextModel,
+    same_caption_mask,
+    video_text_loss,
+)
 
 __all__ = [
     "ContrastiveVideoModel",

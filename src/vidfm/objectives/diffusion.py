@@ -41,7 +41,12 @@ def training_scheduler(prediction: str, num_train_timesteps: int = 1000):
 def sampling_scheduler(train_config: dict, name: str):
     """A diffusers sampler built ``from_config`` of the training scheduler; a sampler that
     does not fit the model's objective is refused."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
+    from diffusers import (
+        DDIMScheduler,
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+    )
 
     classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": FlowMatchEulerDiscreteScheduler}
     if name not in classes:

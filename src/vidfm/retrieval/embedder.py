@@ -31,10 +31,9 @@ class Segment:
 
 class Embedder:
     def __init__(self, path, device: str = "cpu"):
+        from vidfm.files import model_folder
         from vidfm.models import load_encoder
         from vidfm.objectives.video_text import META, VideoTextModel
-
-        from vidfm.files import model_folder
 
         if not Path(path).exists():
             raise ConfigError(f"{path}: model folder not found")

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from vidfm.errors import ConfigError, VideoDecodeError
-from vidfm.retrieval.embedder import Embedder
 from vidfm.files import atomic_save_dir
+from vidfm.retrieval.embedder import Embedder
 
 FORMAT = 1
 KINDS = ("flat", "hnsw")

@@ -12,14 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.adapt import apply_adaptation, encoder_is_frozen, trainable_parameters
-from vidfm.data.datasets import DataSource, VideoDataset, collate_readable, readable_batches, split_off_validation
+from vidfm.data.datasets import (
+    DataSource,
+    VideoDataset,
+    collate_readable,
+    readable_batches,
+    split_off_validation,
+)
 from vidfm.data.transforms import cutmix, eval_transform, mixup, train_transform
 from vidfm.errors import ConfigError, DatasetError
 from vidfm.metrics.classification import classification_metrics, plot_confusion
 from vidfm.metrics.collapse import spread_metrics
 from vidfm.models import ENCODER_CLASSES, VideoEncoder, resolve_encoder
 from vidfm.training import TrainConfig, Trainer
-
 
 META = "classifier.json"
 HEAD = "head.safetensors"

@@ -20,13 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vidfm.data.datasets import DataSource, SkipsUnreadable, readable_batches, split_off_validation
+from vidfm.adapt.lora import add_lora, save_lora
+from vidfm.data.datasets import (
+    DataSource,
+    SkipsUnreadable,
+    readable_batches,
+    split_off_validation,
+)
 from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
+from vidfm.files import atomic_file, atomic_save_dir, file_signature, model_folder
 from vidfm.io import VideoReader
 from vidfm.metrics.generation import psnr_ssim
-from vidfm.adapt.lora import add_lora, save_lora
 from vidfm.pipelines.video_generation import LORA_BASE, VideoGenerationPipeline
-from vidfm.files import atomic_file, atomic_save_dir, file_signature, model_folder
 from vidfm.training import TrainConfig, Trainer
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out"]

@@ -54,9 +54,9 @@ def real_clips(records: list[dict], num_frames: int, size: int) -> np.ndarray:
 
 class SemanticJudge:
     def __init__(self, classifier_path, retrieval_path):
+        from vidfm.files import model_folder
         from vidfm.retrieval.embedder import Embedder
         from vidfm.tasks.classify import VideoClassifier
-        from vidfm.files import model_folder
 
         self.classifier = VideoClassifier.from_pretrained(model_folder(classifier_path)).eval()
         self.retrieval = Embedder(retrieval_path)

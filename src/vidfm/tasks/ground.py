@@ -28,9 +28,9 @@ from torch.utils.data import Dataset
 
 from vidfm.data.datasets import DataSource
 from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
+from vidfm.files import atomic_file, atomic_save_dir, model_folder, stat_key
 from vidfm.metrics.grounding import grounding_metrics
 from vidfm.models.text import MINILM, TextEncoder
-from vidfm.files import atomic_file, atomic_save_dir, model_folder, stat_key
 from vidfm.training import TrainConfig, Trainer
 
 HEADS = ("candidates", "regression")

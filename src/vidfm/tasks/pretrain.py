@@ -14,16 +14,28 @@ from pathlib import Path
 
 import torch
 
-from vidfm.data.datasets import DataSource, VideoDataset, readable_batches, split_off_validation
+from vidfm.data.datasets import (
+    DataSource,
+    VideoDataset,
+    readable_batches,
+    split_off_validation,
+)
 from vidfm.data.transforms import eval_transform, train_transform
 from vidfm.errors import ConfigError
+from vidfm.files import atomic_save_dir
 from vidfm.metrics.collapse import spread_metrics
 from vidfm.models import resolve_encoder
-from vidfm.objectives import ContrastiveVideoModel, MaskedVideoModel, TwoViews, VideoTextModel, nt_xent, tube_mask
+from vidfm.objectives import (
+    ContrastiveVideoModel,
+    MaskedVideoModel,
+    TwoViews,
+    VideoTextModel,
+    nt_xent,
+    tube_mask,
+)
 from vidfm.objectives.contrastive import contrastive_loss_fn
 from vidfm.objectives.mvm import mvm_loss_fn
 from vidfm.objectives.video_text import video_text_loss_fn
-from vidfm.files import atomic_save_dir
 from vidfm.training import TrainConfig, Trainer
 
 OBJECTIVES = ("mvm", "simclr", "moco", "contrastive")

@@ -42,9 +42,11 @@ PRETRAIN = {  # name: (objective, encoder, epochs, lr, options)
 FINETUNE_LR = {"r2plus1d-tiny": 3e-3, "videomae-tiny": 1e-3}
 
 
-def run_pretraining(root: Path, out: Path, fresh: bool, smoke: bool = False) -> dict:
+def run_pretraining(root: Path, out: Path, fresh: bool, smoke: bool = False, names: tuple[str, ...] | None = None) -> dict:
     times = {}
     for name, (objective, encoder, epochs, lr, options) in PRETRAIN.items():
+        if names and name not in names:
+            continue
         epochs = 1 if smoke else epochs
         run = out / name
         if (run / "best" / "config.json").exists() and not fresh:

@@ -69,6 +69,22 @@ def test_the_visual_token_count_is_known_up_front_and_checked(connector, order, 
         model.video_block({**f, "grid": torch.randn(8, 4, 4, model.feature_dim + 1)})
 
 
+def test_anyres_tiles_keep_each_crop_where_it_was():
+    torch.manual_seed(0)
+    model = VideoLLM(VideoLLMConfig(lm="tiny", encoder="frame-tiny", tiles=2, image_size=32, num_frames=2)).eval()
+    clips = torch.rand(1, 2, 3, 64, 64)
+    clips[..., 32:, :32] = 0.0  # the bottom-left crop is black
+    f = model.encode_video(clips, [[0.0, 0.5]], [1.0])[0]
+    single = model.encoder.grid_tokens(model.encoder(clips[..., 32:, :32], output_hidden_states=True), model.config.feature_layer)[0]
+    t, h, w, _ = f["grid"].shape
+    assert f["tile_grid"].shape[1:3] == (2 * h, 2 * w)
+    assert torch.allclose(f["tile_grid"][:, h:, :w], single, atol=1e-5)  # stitched back at its place
+    assert model.visual_token_count(f) == t * (model.tokens_per_slot(h, w) + model.tokens_per_slot(2 * h, 2 * w))
+    assert model.video_block(f).shape[0] > model.visual_token_count(f)
+    with pytest.raises(ConfigError, match="expected clips"):
+        model.encode_video(torch.rand(1, 2, 3, 32, 32), [[0.0, 0.5]], [1.0])
+
+
 def test_prompt_puts_the_video_in_the_first_user_turn_and_labels_only_the_answer(tiny):
     pre, post = tiny.prompt_parts([{"role": "user", "content": "what colour is it?"}])
     assert "You are a video assistant" in pre and pre.rstrip().endswith("user") and post.startswith("\nwhat colour is it?")
@@ -127,7 +143,11 @@ def test_dpo_loss_matches_a_hand_computed_value():
 
 # -- data and scoring --------------------------------------------------------------------------
 def test_instruction_templates_and_preference_pairs_from_the_world(world):
-    from vidfm.tasks.videollm import instruction_records, parse_time_answer, preference_pairs
+    from vidfm.tasks.videollm import (
+        instruction_records,
+        parse_time_answer,
+        preference_pairs,
+    )
 
     records = instruction_records(world, "train")
     types = {r["type"] for r in records}

@@ -31,6 +31,41 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)
 
+    h = sub.add_parser(
+        "haystack",
+        help="build a long video from world clips, with a needle to find (NIAVH)",
+        description=(
+            "Play synthetic-world clips one after another for --minutes, and insert a needle at --depth (0 = start, "
+            "1 = end): a clip (or one frame of it) with an object whose colour appears nowhere else. Writes OUT (MP4) "
+            "and OUT with .json: the clips and their times, the needle, and questions about it with exact answers."
+        ),
+    )
+    h.add_argument("world", help="a synthetic world ('vidfm synth')")
+    h.add_argument("--out", required=True, help="output .mp4")
+    h.add_argument("--minutes", type=float, default=5.0, help="length of the video (default 5)")
+    h.add_argument("--depth", type=float, default=0.5, help="where the needle goes, 0..1 (default 0.5)")
+    h.add_argument("--no-needle", action="store_true", help="only the haystack (e.g. to measure memory against length)")
+    h.add_argument("--needle", choices=["clip", "frame"], default="clip", help="a whole clip or a single frame of it (default clip)")
+    h.add_argument("--seed", type=int, default=0, help="random seed (clip order, needle choice)")
+    h.add_argument("--json", action="store_true", help="print the sidecar as JSON")
+    h.set_defaults(run=run_haystack)
+
+
+def run_haystack(args) -> int:
+    from vidfm.data.haystack import make_haystack
+
+    info = make_haystack(args.world, args.out, args.minutes, None if args.no_needle else args.depth, args.needle, args.seed)
+    if args.json:
+        print_json(info)
+        return 0
+    print(f"{info['video']}: {info['duration'] / 60:.1f} min from {len(info['clips'])} clips")
+    if "needle" in info:
+        n = info["needle"]
+        print(f"needle ({n['kind']}): the {n['colour']} {n['shape']} from {n['start']:.1f} s to {n['end']:.1f} s (depth {n['actual_depth']:.2f})")
+        for q in info["questions"]:
+            print(f"  Q: {q['question']}  A: {q['answer']}")
+    return 0
+
 
 def run(args) -> int:
     from vidfm.data.synthetic import WorldConfig, generate_world

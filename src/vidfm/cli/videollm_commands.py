@@ -6,7 +6,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vidfm.cli.common import add_train_options, print_json, progress, summary_handled, train_config_from
+from vidfm.cli.common import (
+    add_train_options,
+    print_json,
+    progress,
+    summary_handled,
+    train_config_from,
+)
 from vidfm.errors import ConfigError
 
 
@@ -15,10 +21,12 @@ def register_train(tsub) -> None:
         "Train one stage of a Video-LLM on a synthetic world, a captions JSONL or a QA JSONL. align: video-caption "
         "pairs, only the connector trains. instruct: describe / closed QA / 'when does X happen?' / counting / yes-no "
         "templates, the connector and the LM (LoRA, or fully for the tiny LM) train. dpo: preference pairs from the "
-        "ground truth (needs --init an instruct run). OUT/best is a model for 'vidfm ask/caption/chat'."))  # fmt: skip
+        "ground truth (needs --init an instruct run). memory: a VideoLLaMB memory bridge learns to read sequences of "
+        "2-6 world clips and answer about the one object whose colour no other clip shows (needs --init; then use "
+        "'vidfm ask LONG_VIDEO ... --memory'). OUT/best is a model for 'vidfm ask/caption/chat'."))  # fmt: skip
     p.add_argument("data", help="synthetic world, captions JSONL or QA JSONL")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--stage", default="instruct", choices=["align", "instruct", "dpo"], help="training stage")
+    p.add_argument("--stage", default="instruct", choices=["align", "instruct", "dpo", "memory"], help="training stage")
     p.add_argument("--init", help="continue from a trained Video-LLM (its settings win over the model options below)")
     p.add_argument("--lm", default="smollm2", help="smollm2 (SmolLM2-135M-Instruct, from PyPI), tiny (a 2-layer Llama built here), a model folder or a .gguf file")
     p.add_argument("--lm-train", choices=["frozen", "lora", "full"], help="how instruct/dpo tune the LM (default: full for tiny, lora otherwise)")
@@ -30,12 +38,16 @@ def register_train(tsub) -> None:
     p.add_argument("--feature-layer", type=int, default=-2, help="which hidden layer of the encoder to read")
     p.add_argument("--frames", type=int, default=8, help="frames per video (taken at --sample-fps, then thinned uniformly)")
     p.add_argument("--sample-fps", type=float, default=1.0, help="frame rate to sample before thinning")
-    p.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels the encoder sees")
+    p.add_argument("--tiles", type=int, default=1, help="AnyRes: read frames at TILES x --size and also encode the TILES x TILES crops "
+                   "at full detail (LLaVA-NeXT); 1 = off")
     p.add_argument("--connector", default="mlp", choices=["mlp", "qformer", "perceiver"], help="LLaVA MLP, BLIP-2 Q-Former or Flamingo Perceiver resampler")
     p.add_argument("--queries", type=int, default=4, help="qformer/perceiver: tokens per time slot")
     p.add_argument("--pool", default="avg", choices=["none", "avg", "max", "bilinear"], help="pooling of each frame's token grid")
     p.add_argument("--pool-stride", type=int, default=2, help="pooling window (2 = 2x2)")
     p.add_argument("--pool-order", default="pool_then_project", choices=["pool_then_project", "project_then_pool"], help="pool before or after the MLP projection")
+    p.add_argument("--memory-tokens", type=int, default=0, help="memory stage: memory tokens of the VideoLLaMB bridge it adds "
+                   "(default: 32 when the stage adds one)")
     p.add_argument("--rope-factor", type=int, default=1, help="linear RoPE scaling of the LM for prompts past its context")
     p.add_argument("--beta", type=float, default=0.1, help="dpo: the DPO temperature")
     p.add_argument("--turns", type=int, default=1, help="instruct: pack up to this many questions about one video into one conversation")
@@ -53,6 +65,12 @@ def register(sub) -> None:
         p.add_argument("video")
         if name == "ask":
             p.add_argument("questions", nargs="+", metavar="QUESTION")
+        else:
+            p.add_argument("--stream", action="store_true", help="long videos: decode as it goes and print a caption each time a scene "
+                           "closes (online SceneTilling), in bounded memory; with --json one JSON line per scene")
+            p.add_argument("--summary", action="store_true", help="with --stream: then summarise the scene captions hierarchically with --lm")
+            p.add_argument("--scene-fps", type=float, default=2.0, help="with --stream: frames per second scored for scene changes (default: 2)")
+            p.add_argument("--alpha", type=float, default=0.5, help="with --stream: SceneTilling threshold, mean + alpha * std of the depths (default: 0.5)")
         _add_model_options(p)
         p.set_defaults(run=run_ask, describe=name == "caption")
     c = sub.add_parser("chat", help="talk with a Video-LLM about a video", description="A multi-turn conversation in the terminal about one video; answers stream as they are generated. An empty line or Ctrl-D ends it.")
@@ -74,8 +92,10 @@ def register(sub) -> None:
 
 def _add_model_options(p) -> None:
     p.add_argument("--model", help="a trained Video-LLM (run folder or model folder)")
+    p.add_argument("--memory", action="store_true", help="long videos: read the whole video scene by scene through the model's memory "
+                   "bridge (a 'vidfm train videollm --stage memory' run) instead of sampling frames from it")
     p.add_argument("--analyzer", action="store_true", help="training-free: analysers turn the video into text for a language model")
-    p.add_argument("--lm", default="smollm2", help="--analyzer: the language model (smollm2, tiny, a folder or a .gguf file)")
+    p.add_argument("--lm", default="smollm2", help="--analyzer and --summary: the language model (smollm2, tiny, a folder or a .gguf file)")
     p.add_argument("--classifier", help="--analyzer: a classifier run whose labels go into the description")
     p.add_argument("--video-text", help="--analyzer: a video-text model for zero-shot labels (with --labels)")
     p.add_argument("--labels", help="--analyzer: comma-separated labels for --video-text")
@@ -85,18 +105,17 @@ def _add_model_options(p) -> None:
 
 
 def run_train_videollm(args) -> int:
+    from vidfm.models import PRESETS
     from vidfm.models.videollm import VideoLLMConfig
     from vidfm.tasks.videollm import train_videollm
-
-    from vidfm.models import PRESETS
 
     lm_train = args.lm_train or ("full" if args.lm == "tiny" else "lora")
     encoder_train = args.encoder_train or ("full" if args.encoder in PRESETS else "frozen")
     config = VideoLLMConfig(encoder=args.encoder, feature_layer=args.feature_layer, image_encoder=args.image_encoder, num_frames=args.frames,
                             encoder_train=encoder_train,
-                            sample_fps=args.sample_fps, image_size=args.size, pool=args.pool, pool_stride=args.pool_stride, pool_order=args.pool_order,
+                            sample_fps=args.sample_fps, image_size=args.size, tiles=args.tiles, pool=args.pool, pool_stride=args.pool_stride, pool_order=args.pool_order,
                             connector=args.connector, num_queries=args.queries, lm=args.lm, lm_train=lm_train, lora_rank=args.lora_rank,
-                            rope_factor=args.rope_factor)  # fmt: skip
+                            rope_factor=args.rope_factor, memory_tokens=args.memory_tokens)  # fmt: skip
     summary = train_videollm(args.data, args.out, config=config, stage=args.stage, init=args.init, train_config=train_config_from(args),
                              beta=args.beta, turns=args.turns, progress=progress, resume=not args.fresh)  # fmt: skip
     if summary_handled(summary, args):
@@ -121,6 +140,10 @@ def _assistant(args):
         model = VideoLLM.from_pretrained(args.model)
         if args.max_new_tokens:
             model.config.max_new_tokens = args.max_new_tokens
+        if args.memory:
+            from vidfm.tasks.longvideo import MemoryAssistant
+
+            return MemoryAssistant(model, args.video)
         return VideoAssistant(model, args.video)
     from vidfm.tasks.analyzer import Analyzer
 
@@ -132,6 +155,8 @@ def _assistant(args):
 def run_ask(args) -> int:
     from vidfm.tasks.videollm import DESCRIBE
 
+    if getattr(args, "stream", False):
+        return run_stream_captions(args)
     result = _assistant(args).ask([DESCRIBE] if args.describe else args.questions)
     if args.json:
         print_json(result)
@@ -140,6 +165,26 @@ def run_ask(args) -> int:
         print(f"({result['note']})", file=sys.stderr)
     for qa in result["answers"]:
         print(qa["answer"] if args.describe else f"Q: {qa['question']}\nA: {qa['answer']}")
+    return 0
+
+
+def run_stream_captions(args) -> int:
+    import json
+
+    from vidfm.models.videollm import VideoLLM
+    from vidfm.tasks.longvideo import stream_captions, summarise
+
+    if not args.model:
+        raise ConfigError("--stream captions with a trained Video-LLM: give --model")
+    model = VideoLLM.from_pretrained(args.model)
+    scenes = []
+    for scene in stream_captions(model, args.video, scene_fps=args.scene_fps, alpha=args.alpha):
+        scenes.append(scene)
+        line = json.dumps(scene) if args.json else f"{scene['start']:8.1f} - {scene['end']:8.1f} s  {scene['caption']}"
+        print(line, flush=True)
+    if args.summary:
+        result = summarise(scenes, args.lm)
+        print(json.dumps(result) if args.json else f"summary: {result['summary']}", flush=True)
     return 0
 
 

@@ -346,6 +346,38 @@ class VideoReader:
         if pos == start == 0:
             raise VideoDecodeError(self.path, "contains no decodable video frames")
 
+    def stream(self, fps: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+        """``(seconds, frame)`` in presentation order, decoding as it goes with one frame held
+        and no frame index (memory does not grow with the video's length): every frame, or
+        with ``fps`` the first frame at or after each ``1/fps`` tick. For long videos and live
+        processing; B-frames come out in presentation order from the decoder."""
+        if fps is not None and fps <= 0:
+            raise ValueError("fps must be positive")
+        if self._touched:
+            self._container.seek(0, backward=True)
+        self._touched = True
+        decoder, self._decoder = self._container.decode(self._stream), None
+        tb = float(self._stream.time_base)
+        start, next_tick, pos = self._stream.start_time, 0.0, 0
+        try:
+            for frame in decoder:
+                if frame.pts is None:
+                    continue
+                if start is None:
+                    start = frame.pts
+                t = (frame.pts - start) * tb
+                pos += 1
+                if fps is not None:
+                    if t + 1e-6 < next_tick:
+                        continue
+                    next_tick = (np.floor(t * fps + 1e-6) + 1) / fps
+                self._check_corrupt(frame, pos - 1)
+                yield float(t), self._frame_array(frame)
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(self.path, f"decoding frame {pos} failed ({_ffmpeg_reason(e)})") from None
+        if pos == 0:
+            raise VideoDecodeError(self.path, "contains no decodable video frames")
+
     # -- conversion ----------------------------------------------------------------------
     def _frame_array(self, frame) -> np.ndarray:
         if self._rotation is None:  # display matrix is per stream; read it once

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+from itertools import chain
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import av
 import numpy as np
@@ -54,26 +55,29 @@ def write_video(
     MP4 index first so browsers can play while downloading. ``options`` go to the encoder.
     ``audio`` (a ``vidfm.io.audio.Audio``) is muxed beside the video (AAC; Opus in WebM).
     The file appears atomically: it is written beside its destination, then renamed.
+    ``clip`` may also be an iterator of ``(H, W, 3)`` frames, encoded as they come (memory
+    does not grow with the length: long videos).
     """
     path = Path(path)
-    frames = to_uint8_frames(clip)
+    frames = _frames(clip)
     suffix = path.suffix.lower()
     if suffix == ".gif":
-        return write_gif(path, frames, fps)
+        return write_gif(path, np.stack(list(frames)), fps)
     if suffix not in _CODECS:
         raise ConfigError(f"{path}: unsupported output format {suffix!r}; use .mp4, .mkv, .mov, .webm or .gif")
     if fps <= 0:
         raise ConfigError(f"fps must be positive, got {fps}")
-    h, w = frames.shape[1:3]
+    first = next(frames, None)
+    if first is None:
+        raise ConfigError(f"{path}: no frames to write")
+    h, w = first.shape[:2]
     pad_h, pad_w = h % 2, w % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     with atomic_file(path) as tmp:
         rate = _as_rate(fps)
         muxer = {"movflags": "faststart"} if faststart and suffix in (".mp4", ".mov") else {}
         with av.open(str(tmp), mode="w", options=muxer) as container:
             stream = container.add_stream(_CODECS[suffix], rate=rate)
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.width, stream.height = w + pad_w, h + pad_h
             stream.pix_fmt = "yuv420p"
             opts = {"crf": str(crf)}
             if suffix == ".webm":
@@ -88,7 +92,11 @@ def write_video(
                 from vidfm.io.audio import add_audio_stream, mux_audio
 
                 audio_stream = add_audio_stream(container, audio, "libopus" if suffix == ".webm" else "aac")
-            for arr in frames:
+            for arr in chain([first], frames):
+                if arr.shape[:2] != (h, w):
+                    raise ConfigError(f"{path}: frame of size {arr.shape[1]}x{arr.shape[0]} in a {w}x{h} video")
+                if pad_h or pad_w:
+                    arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
                 for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
@@ -96,6 +104,13 @@ def write_video(
             if sound:
                 mux_audio(container, audio_stream, audio)
     return path
+
+
+def _frames(clip) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 frames of a whole clip, or of an iterator of frames, one at a time."""
+    if isinstance(clip, Iterator):
+        return (to_uint8_frames(f[None])[0] for f in clip)
+    return iter(to_uint8_frames(clip))
 
 
 def _as_rate(fps: float):

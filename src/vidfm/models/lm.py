@@ -200,3 +200,11 @@ def scale_rope(model, factor: int) -> None:
 
 def context_length(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048))
+
+
+@torch.no_grad()
+def chat_reply(lm, tokenizer, messages: list[dict], max_new_tokens: int = 64, streamer=None) -> str:
+    """The LM's greedy next turn of a text-only chat (its chat template)."""
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id, streamer=streamer)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()

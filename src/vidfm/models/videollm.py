@@ -12,8 +12,14 @@ The prompt interleaves each slot's tokens with its time as text, so the model ca
 With ``image_encoder`` the model is a dual encoder (VideoGPT+): a per-frame image tower
 adds spatial detail, and each slot also gets the image tokens of its frames.
 
+With ``tiles`` > 1 (AnyRes, LLaVA-NeXT) frames are read at ``tiles * image_size`` pixels:
+the encoder sees the whole frame resized to ``image_size`` (the global view) and each of the
+``tiles x tiles`` crops at its native size; the crops' grids are stitched back into one
+high-resolution grid per slot, pooled and projected like the global one, so small objects
+keep their pixels without an encoder trained at a larger size.
+
 Shapes: ``features``: what ``encode_video`` returns, a list (one per video) of dicts with
-``grid`` (t, h, w, D) [and ``image_grid`` (T, h, w, D)], ``times`` (t,) seconds per slot and
+``grid`` (t, h, w, D) [, ``tile_grid`` (t, tiles*h, tiles*w, D), ``image_grid`` (T, h, w, D)], ``times`` (t,) seconds per slot and
 ``duration``. Models never open files: the task layer reads the frames.
 """
 
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
@@ -43,7 +50,8 @@ class VideoLLMConfig:
     image_encoder: str | None = None  # VideoGPT+ dual encoder: a per-frame image tower
     num_frames: int = 8
     sample_fps: float = 1.0  # frames are taken at this rate, then uniformly thinned to num_frames
-    image_size: int = 64
+    image_size: int = 64  # the encoder's frame side; frames are read at tiles * image_size
+    tiles: int = 1  # AnyRes: also encode tiles x tiles crops of the frame at full detail
     encoder_train: str = "frozen"  # frozen | full: whether instruct/dpo also train the video encoder(s)
     pool: str = "avg"  # none | avg | max | bilinear, per frame grid
     pool_stride: int = 2
@@ -55,6 +63,8 @@ class VideoLLMConfig:
     lm_train: str = "lora"  # frozen | lora | full (what the instruct/dpo stages tune in the LM)
     lora_rank: int = 16
     rope_factor: int = 1  # linear RoPE scaling of the LM (ceil(needed / trained context))
+    memory_tokens: int = 0  # > 0: a VideoLLaMB memory bridge reads long videos segment by segment
+    memory_layers: int = 2
     system_prompt: str = SYSTEM_PROMPT
     max_new_tokens: int = 48
     extra: dict = field(default_factory=dict)
@@ -68,8 +78,13 @@ class VideoLLMConfig:
             raise ConfigError(f"lm_train must be one of {', '.join(LM_TRAIN)}, got {self.lm_train!r}")
         if self.encoder_train not in ("frozen", "full"):
             raise ConfigError(f"encoder_train must be frozen or full, got {self.encoder_train!r}")
-        if self.num_frames < 1 or self.sample_fps <= 0 or self.pool_stride < 1:
-            raise ConfigError("num_frames and pool_stride must be >= 1 and sample_fps > 0")
+        if self.num_frames < 1 or self.sample_fps <= 0 or self.pool_stride < 1 or self.tiles < 1:
+            raise ConfigError("num_frames, pool_stride and tiles must be >= 1 and sample_fps > 0")
+
+    @property
+    def read_size(self) -> int:
+        """Frame side in pixels to decode at (the encoder's size, times the AnyRes tiles)."""
+        return self.image_size * self.tiles
 
     @classmethod
     def load(cls, path: Path) -> "VideoLLMConfig":
@@ -107,6 +122,18 @@ class VideoLLM(nn.Module):
         self.connector = self._connector(self.feature_dim, d_lm)
         self.image_connector = self._connector(self._feature_dim(self.image_encoder), d_lm) if self.image_encoder is not None else None
         self.post_project_pool = config.pool_order == "project_then_pool" and config.connector == "mlp"
+        self.memory_bridge = None
+        if config.memory_tokens:
+            self.add_memory_bridge(config.memory_tokens, config.memory_layers)
+
+    def add_memory_bridge(self, tokens: int = 32, layers: int = 2) -> None:
+        """A fresh VideoLLaMB memory bridge in the LM's width (``vidfm.models.memory``)."""
+        from vidfm.models.memory import MemoryBridge
+
+        d_lm = self.lm.config.hidden_size
+        heads = next(h for h in (8, 4, 2, 1) if d_lm % h == 0)
+        self.config.memory_tokens, self.config.memory_layers = tokens, layers
+        self.memory_bridge = MemoryBridge(d_lm, tokens, layers, heads).to(self.device)
 
     # -- pieces --------------------------------------------------------------------------
     def _feature_dim(self, encoder) -> int:
@@ -144,10 +171,16 @@ class VideoLLM(nn.Module):
         each) and the ``duration``; with an image tower also ``image_grid``. Gradients flow
         only while the encoder trains."""
         c = self.config
-        if clips.ndim != 5 or clips.shape[1] != c.num_frames:
-            raise ConfigError(f"expected clips (B, {c.num_frames}, 3, H, W), got {tuple(clips.shape)}")
+        if clips.ndim != 5 or clips.shape[1] != c.num_frames or clips.shape[-1] != c.read_size or clips.shape[-2] != c.read_size:
+            raise ConfigError(f"expected clips (B, {c.num_frames}, 3, {c.read_size}, {c.read_size}), got {tuple(clips.shape)}")
         clips = clips.to(self.device)
+        tiles = None
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_trains):
+            if c.tiles > 1:
+                crops = rearrange(clips, "b t c (i h) (j w) -> (b i j) t c h w", i=c.tiles, j=c.tiles)
+                tiles = self.encoder.grid_tokens(self.encoder(crops, output_hidden_states=True), c.feature_layer)
+                tiles = rearrange(tiles, "(b i j) t h w d -> b t (i h) (j w) d", i=c.tiles, j=c.tiles)
+                clips = F.interpolate(clips.flatten(0, 1), size=(c.image_size, c.image_size), mode="bilinear", antialias=True, align_corners=False).unflatten(0, clips.shape[:2])
             grid = self.encoder.grid_tokens(self.encoder(clips, output_hidden_states=True), c.feature_layer)
             image = None
             if self.image_encoder is not None:
@@ -159,6 +192,8 @@ class VideoLLM(nn.Module):
             item = {"grid": grid[i], "times": torch.tensor([float(frame_times[i][k]) for k in first]), "duration": float(durations[i])}
             if image is not None:
                 item["image_grid"] = image[i]
+            if tiles is not None:
+                item["tile_grid"] = tiles[i]
             feats.append(item)
         return feats
 
@@ -182,20 +217,53 @@ class VideoLLM(nn.Module):
     def visual_token_count(self, features: dict) -> int:
         """How many embeddings a video contributes (computed from the config, checked
         against what the connector makes)."""
+        if "segments" in features or "memory" in features:
+            return self.config.memory_tokens
         t, h, w, _ = features["grid"].shape
         n = t * self.tokens_per_slot(h, w)
+        if "tile_grid" in features:
+            n += t * self.tokens_per_slot(*features["tile_grid"].shape[1:3])
         if "image_grid" in features:
             T, ih, iw, _ = features["image_grid"].shape
             n += T * self.tokens_per_slot(ih, iw)
         return n
 
+    def segment_tokens(self, features: dict) -> torch.Tensor:
+        """One segment's (n, D_lm) tokens for the memory bridge: every slot's (and its
+        frames' image tokens), in order."""
+        slots = self.slot_tokens(features["grid"], self.connector)
+        if "tile_grid" in features:
+            slots = torch.cat([slots, self.slot_tokens(features["tile_grid"], self.connector)], 1)
+        tokens = [slots.flatten(0, 1)]
+        if "image_grid" in features:
+            tokens.append(self.slot_tokens(features["image_grid"], self.image_connector).flatten(0, 1))
+        return torch.cat(tokens)
+
+    def memory_block(self, features: dict) -> torch.Tensor:
+        """A long video through the memory bridge: its duration and part count as text, then
+        the M memory tokens. ``features``: ``segments`` (a list of per-segment features, run
+        through the bridge here: training) or ``memory`` (already read: a stream)."""
+        if self.memory_bridge is None:
+            raise ConfigError("this model has no memory bridge (train one with --memory-tokens)")
+        if "memory" in features:
+            memory, parts = features["memory"].to(self.device), features["parts"]
+        else:
+            memory, parts = self.memory_bridge([self.segment_tokens(f) for f in features["segments"]]), len(features["segments"])
+        if memory.shape[0] != self.visual_token_count(features):
+            raise ConfigError(f"the memory has {memory.shape[0]} tokens where the config gives {self.config.memory_tokens}")
+        return torch.cat([self.embed_text(f"Video of {features['duration']:.1f} s in {parts} parts. Memory:"), memory])
+
     def video_block(self, features: dict) -> torch.Tensor:
         """The video's part of the prompt as embeddings: duration, then per slot its time
         as text followed by its visual tokens (and its frames' image tokens)."""
+        if "segments" in features or "memory" in features:
+            return self.memory_block(features)
         grid = features["grid"]
         if grid.ndim != 4 or grid.shape[-1] != self.feature_dim:
             raise ConfigError(f"video features of shape {tuple(grid.shape)} do not fit this model (expected (t, h, w, {self.feature_dim}))")
         slots = self.slot_tokens(grid, self.connector)
+        if "tile_grid" in features:  # AnyRes: the global view's tokens, then the tiles'
+            slots = torch.cat([slots, self.slot_tokens(features["tile_grid"], self.connector)], 1)
         images = self.slot_tokens(features["image_grid"], self.image_connector) if "image_grid" in features else None
         per_image = 0 if images is None else images.shape[0] // slots.shape[0]
         pieces = [self.embed_text(f"Video of {features['duration']:.1f} s.")]
@@ -326,8 +394,9 @@ class VideoLLM(nn.Module):
         from vidfm.models import save_encoder
 
         heads = {f"connector.{k}": v for k, v in self.connector.state_dict().items()}
-        if self.image_connector is not None:
-            heads.update({f"image_connector.{k}": v for k, v in self.image_connector.state_dict().items()})
+        for name in ("image_connector", "memory_bridge"):
+            if getattr(self, name) is not None:
+                heads.update({f"{name}.{k}": v for k, v in getattr(self, name).state_dict().items()})
 
         def write(d: Path):
             (d / CONFIG).write_text(json.dumps(asdict(self.config), indent=2))
@@ -366,7 +435,7 @@ class VideoLLM(nn.Module):
         image = load_encoder(path / "image_encoder") if (path / "image_encoder").is_dir() else None
         model = cls(config, encoder=load_encoder(path / "encoder"), lm=lm, tokenizer=tokenizer, image_encoder=image)
         state = load_file(path / "connector.safetensors")
-        for name in ("connector", "image_connector"):
+        for name in ("connector", "image_connector", "memory_bridge"):
             module = getattr(model, name)
             if module is None:
                 continue

@@ -138,3 +138,53 @@ def detect_scenes(path, *, k: int | None = None, alpha: float = 0.5, fps: float 
     feats, times, idx, duration = video_features(path, fps, embedder)
     segments = segments_from_ends(scene_tilling(feats, k=k, alpha=alpha, streaming=streaming))
     return Scenes(str(path), times, idx, segments, representative_frames(feats, segments), duration)
+
+
+class StreamingSceneTilling:
+    """SceneTilling decided online, one frame at a time, in bounded memory.
+
+    Depth is the streaming variant's left-side depth ``lp - s[i]``; the threshold is
+    ``mean + alpha * std`` of the depths seen so far (running, Welford) instead of over the
+    whole video, so a boundary is final the moment frame ``i + 1`` arrives. Early on those
+    statistics have seen only the small wobble inside one scene, so a depth must also pass
+    ``min_depth`` (in cosine similarity). The left walk looks back at most ``window``
+    similarities, and a scene is at least ``min_frames`` long.
+    ``push(feature)`` returns the index of the frame that ends a scene, or None.
+    """
+
+    def __init__(self, alpha: float = 0.5, min_frames: int = 2, min_depth: float = 0.05, window: int = 64):
+        self.alpha, self.min_frames, self.min_depth = alpha, min_frames, min_depth
+        self.sims: list[float] = []
+        self.window = window
+        self.prev = None
+        self.frame = -1
+        self.scene_start = 0
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def push(self, feature) -> int | None:
+        f = np.asarray(feature, dtype=np.float64).ravel()
+        f = f / max(float(np.linalg.norm(f)), 1e-12)
+        self.frame += 1
+        prev, self.prev = self.prev, f
+        if prev is None:
+            return None
+        s = float(prev @ f)  # similarity between frame-1 and frame
+        lp = s
+        for past in reversed(self.sims):
+            if past >= lp:
+                lp = past
+            else:
+                break
+        self.sims = (self.sims + [s])[-self.window :]
+        depth = lp - s
+        self.n += 1
+        delta = depth - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (depth - self.mean)
+        std = (self.m2 / self.n) ** 0.5
+        end = self.frame - 1
+        if depth > max(self.min_depth, self.mean + self.alpha * std) and end - self.scene_start + 1 >= self.min_frames:
+            self.scene_start = self.frame
+            self.sims = []  # the left walk does not cross a boundary
+            return end
+        return None

@@ -12,7 +12,6 @@ and a grounding model's time range for a "when" question. The real SmolLM2-135M-
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from vidfm.errors import ConfigError
 
@@ -123,8 +122,9 @@ class Analyzer:
         g = self.grounder.ground(video, [question])[0]
         return f"A grounding model places it from {g['start']:.1f} s to {g['end']:.1f} s (confidence {g['confidence']:.2f})."
 
-    @torch.no_grad()
     def reply(self, facts: dict, messages: list[dict], streamer=None) -> str:
+        from vidfm.models.lm import chat_reply
+
         if not messages or not str(messages[-1]["content"]).strip():
             raise ConfigError("the question is empty; ask something about the video")
         lines = list(facts["facts"])
@@ -132,9 +132,7 @@ class Analyzer:
         if extra:
             lines.append(extra)
         system = {"role": "system", "content": SYSTEM + "\nFacts:\n" + "\n".join(f"- {x}" for x in lines)}
-        enc = self.tokenizer.apply_chat_template([system, *messages], add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        out = self.lm.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id, streamer=streamer)
-        return self.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        return chat_reply(self.lm, self.tokenizer, [system, *messages], self.max_new_tokens, streamer)
 
     def assistant(self, video) -> "AnalyzerAssistant":
         return AnalyzerAssistant(self, video)

@@ -38,7 +38,7 @@ from vidfm.files import atomic_file, file_signature
 from vidfm.models.videollm import VideoLLM, VideoLLMConfig
 from vidfm.training import TrainConfig, Trainer
 
-STAGES = ("align", "instruct", "dpo")
+STAGES = ("align", "instruct", "dpo", "memory")
 DESCRIBE = "Describe the video."
 QA_TYPES = ("colour", "shape", "action", "size", "count", "direction", "yesno")
 
@@ -56,15 +56,23 @@ def frame_indices(timestamps: np.ndarray, num_frames: int, fps: float) -> tuple[
     return uniform_indices(n, num_frames), len(candidates)
 
 
-def read_clip(path, num_frames: int, fps: float, size: int) -> dict:
-    """``{clip (T, 3, H, W) in [0, 1], times (T,), duration, note}`` for one video."""
+def read_clip(path, num_frames: int, fps: float, size: int, span: tuple[float, float] | None = None) -> dict:
+    """``{clip (T, 3, H, W) in [0, 1], times (T,), duration, note}`` for one video, or for
+    the part ``span`` = (start, end) seconds of it (times and duration then count from
+    ``start``: the part is shown to the model as a video of its own)."""
     from vidfm.data.transforms import to_float_clip
     from vidfm.io.reader import VideoReader
 
     with VideoReader(path, size=(size, size)) as r:
-        idx, candidates = frame_indices(r.timestamps, num_frames, fps)
-        clip = to_float_clip(r.get_frames(idx))
-        times, duration = r.timestamps[idx], r.duration
+        ts, duration, offset = r.timestamps, r.duration, 0
+        if span is not None:
+            inside = np.flatnonzero((ts >= span[0] - 1e-9) & (ts < span[1] - 1e-9))
+            if len(inside) == 0:
+                raise ConfigError(f"{path}: no frames between {span[0]:.1f} s and {span[1]:.1f} s (the video lasts {duration:.1f} s)")
+            offset, ts, duration = int(inside[0]), ts[inside] - span[0], min(span[1], duration) - span[0]
+        idx, candidates = frame_indices(ts, num_frames, fps)
+        clip = to_float_clip(r.get_frames(idx + offset))
+        times = ts[idx]
     note = f"sampled {num_frames} of {candidates} frames taken at {fps:g} fps" if candidates > num_frames else None
     return {"clip": clip, "times": times, "duration": duration, "note": note}
 
@@ -78,7 +86,7 @@ def decoded_clips(paths: list[str], config: VideoLLMConfig, progress=None, skipp
     todo = list(dict.fromkeys(paths))
     for p in progress(todo, "decoding", len(todo), "video") if progress else todo:
         try:
-            with VideoReader(p, size=(config.image_size, config.image_size)) as r:
+            with VideoReader(p, size=(config.read_size, config.read_size)) as r:
                 idx, candidates = frame_indices(r.timestamps, config.num_frames, config.sample_fps)
                 out[p] = {"frames": torch.from_numpy(r.get_frames(idx)), "times": torch.from_numpy(r.timestamps[idx].copy()), "duration": r.duration}
         except VideoDecodeError as e:
@@ -91,7 +99,7 @@ def decoded_clips(paths: list[str], config: VideoLLMConfig, progress=None, skipp
 def cached_clips(paths: list[str], config: VideoLLMConfig, cache: Path, progress=None) -> tuple[dict, dict]:
     """``decoded_clips`` through a cache file, reused while the frame layout and every
     video's size and mtime are the same (a damaged cache is rebuilt)."""
-    key = {"frames": config.num_frames, "fps": config.sample_fps, "size": config.image_size, "videos": file_signature(sorted(set(paths)))}
+    key = {"frames": config.num_frames, "fps": config.sample_fps, "size": config.read_size, "videos": file_signature(sorted(set(paths)))}
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=False)
@@ -193,7 +201,14 @@ def instruction_records(data, split: str = "train", stage: str = "instruct", see
 def preference_pairs(records: list[dict], seed: int = 0) -> list[dict]:
     """(chosen, rejected) answers from the ground truth: the right one against one with a
     wrong colour, shape, action, size, count, direction, yes/no or time."""
-    from vidfm.data.synthetic import ACTIONS, COLOURS, COUNT_WORDS, DIRECTIONS, SHAPES, SIZES
+    from vidfm.data.synthetic import (
+        ACTIONS,
+        COLOURS,
+        COUNT_WORDS,
+        DIRECTIONS,
+        SHAPES,
+        SIZES,
+    )
 
     rng = np.random.default_rng(seed)
     pools = {"colour": list(COLOURS), "shape": list(SHAPES), "size": list(SIZES), "count": list(COUNT_WORDS.values()),
@@ -259,19 +274,20 @@ def _as_list(items):
 # -- training ----------------------------------------------------------------------------------
 def set_trainable(model: VideoLLM, stage: str) -> None:
     """align: the connector(s) only; instruct/dpo: also the language model, by LoRA or
-    fully (``lm_train``)."""
+    fully (``lm_train``), and the video encoder with ``encoder_train="full"``; memory:
+    the memory bridge, the connectors and the language model. The image
+    tower of a dual encoder stays frozen: it is there for the detail its own pre-training
+    gave it (VideoGPT+)."""
     from vidfm.adapt.lora import add_lora, has_lora
 
     model.requires_grad_(False)
-    for m in (model.connector, model.image_connector):
+    for m in (model.connector, model.image_connector, model.memory_bridge):
         if m is not None:
             m.requires_grad_(True)
     if stage == "align":
         return
-    if model.config.encoder_train == "full":
-        for enc in (model.encoder, model.image_encoder):
-            if enc is not None:
-                enc.requires_grad_(True)
+    if model.config.encoder_train == "full" and stage != "memory":
+        model.encoder.requires_grad_(True)
     if model.config.lm_train == "frozen":
         return
     if model.config.lm_train == "full":
@@ -303,10 +319,14 @@ def train_videollm(data, out, *, config: VideoLLMConfig | None = None, stage: st
     out = Path(out)
     train_config = train_config or TrainConfig(output_dir=str(out))
     train_config.output_dir = str(out)
-    if stage == "dpo" and init is None:
-        raise ConfigError("the dpo stage refines a trained Video-LLM: give --init MODEL (an instruct run)")
+    if stage in ("dpo", "memory") and init is None:
+        raise ConfigError(f"the {stage} stage refines a trained Video-LLM: give --init MODEL (an instruct run)")
     torch.manual_seed(train_config.seed)
     model = VideoLLM.from_pretrained(init, merge_lora=False) if init else VideoLLM(config or VideoLLMConfig())
+    if stage == "memory":
+        from vidfm.tasks.longvideo import train_memory
+
+        return train_memory(model, data, out, train_config, memory_tokens=(config.memory_tokens if config else 0) or 32, progress=progress, resume=resume)
     set_trainable(model, stage)
     source = DataSource(data)
     train_r = instruction_records(data, "train", stage, train_config.seed)
@@ -390,10 +410,15 @@ class VideoAssistant:
     """A trained Video-LLM holding one video's features: ``ask`` answers questions (each on
     its own), ``reply`` continues a conversation (optionally streaming tokens)."""
 
-    def __init__(self, model: VideoLLM, video):
+    def __init__(self, model: VideoLLM, video, span: tuple[float, float] | None = None, features: dict | None = None, note: str | None = None):
+        """The frames of ``video`` (or of its ``span``), or already computed ``features``
+        (e.g. a memory-bridge reading of a long video)."""
         c = model.config
         self.model, self.video = model.eval(), str(video)
-        clip = read_clip(video, c.num_frames, c.sample_fps, c.image_size)
+        if features is not None:
+            self.features, self.duration, self.frame_times, self.note = features, float(features["duration"]), [], note
+            return
+        clip = read_clip(video, c.num_frames, c.sample_fps, c.read_size, span)
         with torch.no_grad():
             self.features = model.encode_video(clip["clip"][None], [clip["times"]], [clip["duration"]])[0]
         self.duration, self.frame_times, self.note = clip["duration"], [round(float(t), 3) for t in clip["times"]], clip["note"]

@@ -1,6 +1,6 @@
 """Long videos: memory of streaming captions against video length, and needles in haystacks.
 
-    python benchmarks/longvideo.py [--parts rss,needle] [--minutes 1,5,20,60] [--needle-minutes 1,5,15] [--json F]
+    python benchmarks/longvideo.py [--parts rss,needle] [--minutes 1,5,20,60] [--needle-minutes 1,5,15,30] [--seeds 2] [--json F]
 
 Part ``rss``:
 Haystacks of world clips (``vidfm haystack --no-needle``, world_600) of each length are
@@ -90,7 +90,7 @@ def train_memory_model(base: Path, out: Path, root: Path) -> Path:
     return out
 
 
-def needle_grid(model_dir: Path, memory_dir: Path, video_text: Path, root: Path, lengths: list[float], depths: list[float]) -> list[dict]:
+def needle_grid(model_dir: Path, memory_dir: Path, video_text: Path, root: Path, lengths: list[float], depths: list[float], seeds: int) -> list[dict]:
     import shutil
     import tempfile
 
@@ -100,23 +100,22 @@ def needle_grid(model_dir: Path, memory_dir: Path, video_text: Path, root: Path,
 
     model, memory = VideoLLM.from_pretrained(model_dir), VideoLLM.from_pretrained(memory_dir)
     rows = []
-    for minutes in lengths:
-        for depth in depths:
-            video = DATA / "long" / f"needle_{minutes:g}min_{depth:g}.mp4"
-            info = make_haystack(root, video, minutes, depth=depth, seed=int(minutes * 100 + depth * 10)) if not video.with_suffix(".json").exists() \
-                else json.loads(video.with_suffix(".json").read_text())  # fmt: skip
-            needle = {**info, "video": info["needle"]["source"], "questions": [q for q in info["questions"] if q["type"] != "when"]}
-            results = {"ceiling": score_needle(answer_needle(model, needle, "uniform"))}
-            for method, m in (("uniform", model), ("memory", memory), ("retrieval", model)):
-                tmp = Path(tempfile.mkdtemp())
-                t0 = time.perf_counter()
-                results[method] = score_needle(answer_needle(m, info, method, video_text=video_text, index_dir=tmp / "idx"))
-                results[method]["seconds"] = time.perf_counter() - t0
-                shutil.rmtree(tmp)
-            rows.append({"minutes": minutes, "depth": depth, "needle": info["needle"], **results})
-            (Path(__file__).parent / "results" / "niavh_partial.json").write_text(json.dumps(rows, indent=1, default=str))
-            print(f"{minutes:5g} min depth {depth:.2f}: " + "  ".join(f"{k} {v['accuracy']:.2f}" + (f" (found {v['found']:.2f})" if v.get("found") is not None else "")
-                                                                  for k, v in results.items()), flush=True)  # fmt: skip
+    for minutes, depth, seed in [(m, d, s) for m in lengths for d in depths for s in range(seeds)]:
+        video = DATA / "long" / f"needle_{minutes:g}min_{depth:g}_{seed}.mp4"
+        info = make_haystack(root, video, minutes, depth=depth, seed=int(minutes * 100 + depth * 10) + 1000 * seed) if not video.with_suffix(".json").exists() \
+            else json.loads(video.with_suffix(".json").read_text())  # fmt: skip
+        needle = {**info, "video": info["needle"]["source"], "questions": [q for q in info["questions"] if q["type"] != "when"]}
+        results = {"ceiling": score_needle(answer_needle(model, needle, "uniform"))}
+        for method, m in (("uniform", model), ("memory", memory), ("retrieval", model)):
+            tmp = Path(tempfile.mkdtemp())
+            t0 = time.perf_counter()
+            results[method] = score_needle(answer_needle(m, info, method, video_text=video_text, index_dir=tmp / "idx"))
+            results[method]["seconds"] = time.perf_counter() - t0
+            shutil.rmtree(tmp)
+        rows.append({"minutes": minutes, "depth": depth, "seed": seed, "needle": info["needle"], **results})
+        (Path(__file__).parent / "results" / "niavh_partial.json").write_text(json.dumps(rows, indent=1, default=str))
+        print(f"{minutes:5g} min depth {depth:.2f} seed {seed}: " + "  ".join(f"{k} {v['accuracy']:.2f}" + (f" (found {v['found']:.2f})" if v.get("found") is not None else "")
+                                                              for k, v in results.items()), flush=True)  # fmt: skip
     return rows
 
 
@@ -132,8 +131,9 @@ def heat_maps(rows: list[dict], out: Path) -> None:
     fig, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 3.4))
     for ax, method in zip(axes, methods):
         grid = np.full((len(depths), len(lengths)), np.nan)
-        for r in rows:
-            grid[depths.index(r["depth"]), lengths.index(r["minutes"])] = r[method]["accuracy"]
+        for (i, d), (j, m) in [((i, d), (j, m)) for i, d in enumerate(depths) for j, m in enumerate(lengths)]:
+            cell = [r[method]["accuracy"] for r in rows if r["depth"] == d and r["minutes"] == m]
+            grid[i, j] = np.mean(cell) if cell else np.nan
         ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black")
@@ -142,7 +142,7 @@ def heat_maps(rows: list[dict], out: Path) -> None:
         ax.set_xlabel("video length (min)")
         ax.set_ylabel("needle depth")
         ax.set_title(method)
-    fig.suptitle("Needle in a video haystack: accuracy (shape, action, when)")
+    fig.suptitle(f"Needle in a video haystack: accuracy (shape, action, when; {len(rows) // (len(lengths) * len(depths))} haystacks per cell)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"heat map: {out}")
@@ -154,8 +154,9 @@ def main() -> None:
     ap.add_argument("--minutes", default="1,5,20,60")
     ap.add_argument("--kinds", default="stream,batch")
     ap.add_argument("--parts", default="rss,needle")
-    ap.add_argument("--needle-minutes", default="1,5,15")
+    ap.add_argument("--needle-minutes", default="1,5,15,30")
     ap.add_argument("--depths", default="0,0.5,1")
+    ap.add_argument("--seeds", type=int, default=2, help="haystacks per cell")
     ap.add_argument("--json")
     args = ap.parse_args()
     from vidfm.data.haystack import make_haystack
@@ -165,7 +166,7 @@ def main() -> None:
     if "needle" in args.parts:
         memory = train_memory_model(Path(args.model), DATA / "runs" / "videollm" / "memory", root)
         rows = needle_grid(Path(args.model), memory, DATA / "runs" / "pretrain" / "contrastive", root,
-                           [float(x) for x in args.needle_minutes.split(",")], [float(x) for x in args.depths.split(",")])  # fmt: skip
+                           [float(x) for x in args.needle_minutes.split(",")], [float(x) for x in args.depths.split(",")], args.seeds)  # fmt: skip
         heat_maps(rows, Path(__file__).parent / "results" / "niavh.png")
         results["needle"] = rows
     rows = []

@@ -101,8 +101,8 @@ def evaluate(model_dir: Path, root: Path, split: str) -> dict:
 
 
 def speed(model_dir: Path, video: Path, new_tokens: int = 32) -> dict:
-    """Time to first token, tokens/s and the peak RSS above the loaded model for one answer,
-    in a fresh process (RSS high-water mark reset after loading, as benchmarks/encoders.py)."""
+    """Time to first token, tokens/s (``new_tokens`` generated, the end of turn held back)
+    and the peak RSS above the loaded model for one answer, in a fresh process (RSS high-water mark reset after loading, as benchmarks/encoders.py)."""
     code = f"""
 import json, time, ctypes, threading, torch
 torch.set_num_threads(2)
@@ -117,7 +117,7 @@ a.ask(['warm up'])
 ctypes.CDLL('libc.so.6').malloc_trim(0); open('/proc/self/clear_refs', 'w').write('5'); base = status('VmRSS')
 s = TextIteratorStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True)
 t0 = time.perf_counter(); out = []
-th = threading.Thread(target=lambda: out.append(m.generate([a.features], [[{{'role': 'user', 'content': 'describe the video in detail'}}]], max_new_tokens={new_tokens}, streamer=s)))
+th = threading.Thread(target=lambda: out.append(m.generate([a.features], [[{{'role': 'user', 'content': 'describe the video in detail'}}]], max_new_tokens={new_tokens}, min_new_tokens={new_tokens}, streamer=s)))
 th.start(); first = None; chunks = 0
 for c in s:
     first = first or time.perf_counter(); chunks += 1
@@ -151,8 +151,11 @@ emb, _ = m.sequence(a.features, [{{'role': 'user', 'content': 'describe the vide
 a.ask(['describe the video'])
 print(json.dumps({{"frames": {frames}, "pool": {pool!r}, "visual_tokens": m.visual_token_count(a.features), "prompt_tokens": int(emb.shape[0]), "peak_mb": status('VmHWM') - base}}))
 """
-            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if res.returncode:  # e.g. the prompt is past the LM's context: its one-line error is the result
+                rows.append({"frames": frames, "pool": pool, "error": res.stderr.strip().splitlines()[-1]})
+            else:
+                rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             print(f"  {lm}: {rows[-1]}", flush=True)
     return rows
 

@@ -199,3 +199,16 @@ def test_memory_stage_trains_and_answers_about_a_long_video(world, tmp_path, cap
     assert code != 0 and "no memory bridge" in err and "Traceback" not in err
     code, _, err = run(capsys, "train", "videollm", world, "--stage", "memory", "--out", tmp_path / "x")
     assert code != 0 and "--init" in err
+
+
+def test_needle_answers_are_scored_exactly():
+    from vidfm.tasks.longvideo import score_needle
+
+    rows = [{"type": "shape", "answer": "circle", "predicted": "a circle", "seen": [1.0, 5.0]},
+            {"type": "when", "answer": "from 2.0 s to 4.0 s", "segment": [2.0, 4.0], "predicted": "from 2.1 s to 4.0 s", "seen": [1.0, 5.0]},
+            {"type": "action", "answer": "grow", "predicted": "shrink", "seen": [1.0, 5.0]}]  # fmt: skip
+    score = score_needle(rows)
+    assert score["accuracy"] == pytest.approx(2 / 3) and score["by_type"] == {"action": 0.0, "shape": 1.0, "when": 1.0}
+    assert score["found"] == 0.0  # frames at 1 s and 5 s miss the needle's 2-4 s
+    assert score_needle([{**r, "seen_is_span": True} for r in rows])["found"] == 1.0  # a 1-5 s window holds it
+    assert score_needle([{**r, "seen": None} for r in rows])["found"] is None

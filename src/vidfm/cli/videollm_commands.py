@@ -116,8 +116,14 @@ def run_train_videollm(args) -> int:
                             sample_fps=args.sample_fps, image_size=args.size, tiles=args.tiles, pool=args.pool, pool_stride=args.pool_stride, pool_order=args.pool_order,
                             connector=args.connector, num_queries=args.queries, lm=args.lm, lm_train=lm_train, lora_rank=args.lora_rank,
                             rope_factor=args.rope_factor, memory_tokens=args.memory_tokens)  # fmt: skip
-    summary = train_videollm(args.data, args.out, config=config, stage=args.stage, init=args.init, train_config=train_config_from(args),
-                             beta=args.beta, turns=args.turns, progress=progress, resume=not args.fresh)  # fmt: skip
+    if args.stage == "memory":
+        from vidfm.tasks.longvideo import train_memory
+
+        summary = train_memory(args.init, args.data, args.out, train_config_from(args), memory_tokens=args.memory_tokens or 32,
+                               progress=progress, resume=not args.fresh)  # fmt: skip
+    else:
+        summary = train_videollm(args.data, args.out, config=config, stage=args.stage, init=args.init, train_config=train_config_from(args),
+                                 beta=args.beta, turns=args.turns, progress=progress, resume=not args.fresh)  # fmt: skip
     if summary_handled(summary, args):
         return 0
     p = summary["params"]

@@ -373,13 +373,15 @@ class VideoLLM(nn.Module):
 
     # -- answering -------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, features: list[dict], messages: list[list[dict]], max_new_tokens: int | None = None, streamer=None) -> list[str]:
-        """Greedy answers (deterministic; the same whatever the batch size)."""
+    def generate(self, features: list[dict], messages: list[list[dict]], max_new_tokens: int | None = None, streamer=None, min_new_tokens: int = 0) -> list[str]:
+        """Greedy answers (deterministic; the same whatever the batch size).
+        ``min_new_tokens`` holds back the end of turn (e.g. to time a fixed length)."""
         batch = self.batch([self.sequence(f, m) for f, m in zip(features, messages)], left=True)
         self.check_context(batch["inputs_embeds"].shape[1] + (max_new_tokens or self.config.max_new_tokens))
         out = self.lm.generate(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
                                max_new_tokens=max_new_tokens or self.config.max_new_tokens, do_sample=False,
-                               pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, streamer=streamer)  # fmt: skip
+                               pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, streamer=streamer,
+                               min_new_tokens=min_new_tokens)  # fmt: skip
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]
 
     # -- persistence -----------------------------------------------------------------------

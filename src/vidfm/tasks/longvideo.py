@@ -137,7 +137,8 @@ def answer_needle(model, haystack: dict, method: str = "uniform", *, video_text=
         raise ConfigError(f"{video}: the haystack has no needle questions (built with --no-needle?)")
     if method in ("uniform", "memory"):
         assistant = VideoAssistant(model, video) if method == "uniform" else MemoryAssistant(model, video)
-        return [{**q, "predicted": assistant.ask([q["question"]])["answers"][0]["answer"], "span": [0.0, assistant.duration]} for q in questions]
+        seen = assistant.frame_times if method == "uniform" else None  # the memory reads every scene
+        return [{**q, "predicted": assistant.ask([q["question"]])["answers"][0]["answer"], "seen": seen} for q in questions]
     from vidfm.retrieval.embedder import Embedder
     from vidfm.retrieval.index import VideoIndex, update_index
 
@@ -152,13 +153,15 @@ def answer_needle(model, haystack: dict, method: str = "uniform", *, video_text=
             answer = VideoAssistant(model, video, (hit["start"], hit["end"])).ask([q["question"]])["answers"][0]["answer"]
             if q["type"] == "when" and (t := parse_time_answer(answer)) is not None:
                 answer = time_answer(t[0] + hit["start"], t[1] + hit["start"])
-            rows.append({**q, "predicted": answer, "span": [hit["start"], hit["end"]]})
+            rows.append({**q, "predicted": answer, "seen": [hit["start"], hit["end"]], "seen_is_span": True})
     return rows
 
 
 def score_needle(rows: list[dict]) -> dict:
     """Exact-answer accuracy per question type ("when": temporal IoU >= 0.5) and over all,
-    and whether the part shown to the model contained the needle (``found``)."""
+    and how often what the model was shown held the needle (``found``: a retrieved window
+    overlapping it, or a uniformly sampled frame inside it; None for the memory, which
+    reads every scene)."""
     from vidfm.metrics.grounding import temporal_iou
     from vidfm.tasks.videollm import answer_matches, parse_time_answer
 
@@ -171,7 +174,13 @@ def score_needle(rows: list[dict]) -> dict:
     marks = [right(r) for r in rows]
     by_type = {t: float(np.mean([m for m, r in zip(marks, rows) if r["type"] == t])) for t in sorted({r["type"] for r in rows})}
     when = next((r["segment"] for r in rows if r["type"] == "when"), None)
-    found = float(np.mean([r["span"][0] < when[1] and r["span"][1] > when[0] for r in rows])) if when else None
+    found = None
+    if when and rows[0].get("seen") is not None:
+        def shown(r):  # a shown window overlaps the needle, or a sampled frame falls inside it
+            seen = r["seen"]
+            return seen[0] < when[1] and seen[1] > when[0] if r.get("seen_is_span") else any(when[0] <= t < when[1] for t in seen)
+
+        found = float(np.mean([shown(r) for r in rows]))
     return {"accuracy": float(np.mean(marks)), "by_type": by_type, "found": found}
 
 
@@ -218,17 +227,25 @@ def segment_features(model, clips: dict, batch: list[dict]) -> list[dict]:
     return out
 
 
-def train_memory(model, data, out, train_config, memory_tokens: int = 32, max_clips: int = 6, progress=None, resume: bool = True) -> dict:
-    """The ``memory`` stage: a trained Video-LLM learns to read sequences of world clips
-    through a memory bridge (added if it has none); the encoder stays frozen."""
+def train_memory(init, data, out, train_config=None, memory_tokens: int = 32, max_clips: int = 6, progress=None, resume: bool = True) -> dict:
+    """The ``memory`` stage: a trained Video-LLM (folder ``init``) learns to read sequences
+    of world clips through a memory bridge (added if it has none); the encoder stays frozen.
+    ``OUT/best`` is the model with its bridge."""
     from pathlib import Path
 
     from vidfm.adapt import trainable_parameters
     from vidfm.data.datasets import DataSource
     from vidfm.errors import DatasetError
+    from vidfm.models.videollm import VideoLLM
     from vidfm.tasks.videollm import _as_list, _config_dict, cached_clips, set_trainable
-    from vidfm.training import Trainer
+    from vidfm.training import TrainConfig, Trainer
 
+    if init is None:
+        raise ConfigError("the memory stage refines a trained Video-LLM: give --init MODEL (an instruct run)")
+    train_config = train_config or TrainConfig(output_dir=str(out))
+    train_config.output_dir = str(out)
+    torch.manual_seed(train_config.seed)
+    model = VideoLLM.from_pretrained(init, merge_lora=False)
     source = DataSource(data)
     if not source.is_world:
         raise DatasetError(f"{data}: the memory stage builds its long videos from a synthetic world")

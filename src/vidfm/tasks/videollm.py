@@ -38,7 +38,7 @@ from vidfm.files import atomic_file, file_signature
 from vidfm.models.videollm import VideoLLM, VideoLLMConfig
 from vidfm.training import TrainConfig, Trainer
 
-STAGES = ("align", "instruct", "dpo", "memory")
+STAGES = ("align", "instruct", "dpo")  # the memory stage: vidfm.tasks.longvideo.train_memory
 DESCRIBE = "Describe the video."
 QA_TYPES = ("colour", "shape", "action", "size", "count", "direction", "yesno")
 
@@ -319,14 +319,10 @@ def train_videollm(data, out, *, config: VideoLLMConfig | None = None, stage: st
     out = Path(out)
     train_config = train_config or TrainConfig(output_dir=str(out))
     train_config.output_dir = str(out)
-    if stage in ("dpo", "memory") and init is None:
-        raise ConfigError(f"the {stage} stage refines a trained Video-LLM: give --init MODEL (an instruct run)")
+    if stage == "dpo" and init is None:
+        raise ConfigError("the dpo stage refines a trained Video-LLM: give --init MODEL (an instruct run)")
     torch.manual_seed(train_config.seed)
     model = VideoLLM.from_pretrained(init, merge_lora=False) if init else VideoLLM(config or VideoLLMConfig())
-    if stage == "memory":
-        from vidfm.tasks.longvideo import train_memory
-
-        return train_memory(model, data, out, train_config, memory_tokens=(config.memory_tokens if config else 0) or 32, progress=progress, resume=resume)
     set_trainable(model, stage)
     source = DataSource(data)
     train_r = instruction_records(data, "train", stage, train_config.seed)

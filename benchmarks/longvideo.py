@@ -168,6 +168,7 @@ def main() -> None:
         rows = needle_grid(Path(args.model), memory, DATA / "runs" / "pretrain" / "contrastive", root,
                            [float(x) for x in args.needle_minutes.split(",")], [float(x) for x in args.depths.split(",")], args.seeds)  # fmt: skip
         heat_maps(rows, Path(__file__).parent / "results" / "niavh.png")
+        (Path(__file__).parent / "results" / "niavh_partial.json").unlink(missing_ok=True)  # kept only while the grid runs
         results["needle"] = rows
     rows = []
     for minutes in [float(x) for x in args.minutes.split(",")] if "rss" in args.parts else []:

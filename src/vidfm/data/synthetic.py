@@ -223,17 +223,23 @@ def _background(shot: ShotSpec, h: int, w: int) -> np.ndarray:
     return a * (1 - noise) + b * noise
 
 
-def render_shot(shot: ShotSpec, size: int, fps: int) -> np.ndarray:
-    """Render one shot as ``(T, size, size, 3)`` uint8. Camera motion is a moving crop of a
-    larger canvas, so objects keep their world motion under pan/zoom."""
+def render_shot(shot: ShotSpec, size: int, fps: int, first_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Render one shot as ``(T, size, size, 3)`` uint8 frames and ``(T, size, size)`` uint8
+    instance labels: object ``k`` of the shot is ``first_id + k`` where it covers at least
+    half a pixel (and is at least half opaque), 0 is background; an object on top wins.
+    Camera motion is a moving crop of a larger canvas, so objects keep their world motion
+    under pan/zoom."""
     margin = size // 8 if shot.camera != "static" else 0
     canvas = size + 2 * margin
     ss = 2  # supersampling for anti-aliased edges
     bg = _background(shot, canvas, canvas)
     frames = np.empty((shot.frames, size, size, 3), dtype=np.uint8)
+    labels = np.zeros((shot.frames, size, size), dtype=np.uint8)
     for f in range(shot.frames):
         img = bg.copy()
-        for obj in reversed(shot.objects):  # main object drawn last, on top
+        label = np.zeros((canvas, canvas), dtype=np.uint8)
+        for k in reversed(range(len(shot.objects))):  # main object drawn last, on top
+            obj = shot.objects[k]
             x, y, r, angle, colour, alpha = _object_state(obj, f, size, fps)
             if alpha <= 0.0 or r < 0.5:
                 continue
@@ -247,13 +253,16 @@ def render_shot(shot: ShotSpec, size: int, fps: int) -> np.ndarray:
             m = np.asarray(mask.resize((canvas, canvas), Image.BILINEAR), dtype=np.float32)[..., None] / 255.0
             m *= alpha
             img = img * (1 - m) + colour * m
-        frames[f] = _camera_crop(img, shot.camera, f / max(shot.frames - 1, 1), size, margin)
-    return frames
+            label[m[..., 0] >= 0.5] = first_id + k
+        p = f / max(shot.frames - 1, 1)
+        frames[f] = _camera_crop(img, shot.camera, p, size, margin)
+        labels[f] = _camera_crop(label, shot.camera, p, size, margin, nearest=True)
+    return frames, labels
 
 
-def _camera_crop(img: np.ndarray, camera: str, p: float, size: int, margin: int) -> np.ndarray:
+def _camera_crop(img: np.ndarray, camera: str, p: float, size: int, margin: int, nearest: bool = False) -> np.ndarray:
     if camera == "static" or margin == 0:
-        return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+        return img if nearest else np.clip(img + 0.5, 0, 255).astype(np.uint8)
     cx = cy = margin + size / 2
     half = size / 2
     if camera == "pan_left":
@@ -265,28 +274,46 @@ def _camera_crop(img: np.ndarray, camera: str, p: float, size: int, margin: int)
     elif camera == "zoom_out":
         half *= 0.75 + 0.25 * p
     box = (cx - half, cy - half, cx + half, cy + half)
-    pil = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8))
-    return np.asarray(pil.resize((size, size), Image.BILINEAR, box=box))
+    pil = Image.fromarray(img if nearest else np.clip(img + 0.5, 0, 255).astype(np.uint8))
+    return np.asarray(pil.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR, box=box))
 
 
-def render_video(spec: VideoSpec, frame_code: bool = False) -> np.ndarray:
-    """Render a whole video (shots joined by cuts / cross-fades) as ``(T, H, W, 3)`` uint8."""
-    out = render_shot(spec.shots[0], spec.size, spec.fps).astype(np.float32)
+def object_ids(spec: VideoSpec) -> list[list[int]]:
+    """Per shot, the instance id of each of its objects in the label maps (1, 2, ... over
+    the whole video, shot by shot)."""
+    ids, n = [], 0
+    for shot in spec.shots:
+        ids.append(list(range(n + 1, n + 1 + len(shot.objects))))
+        n += len(shot.objects)
+    return ids
+
+
+def render_video(spec: VideoSpec, frame_code: bool = False, with_labels: bool = False):
+    """Render a whole video (shots joined by cuts / cross-fades) as ``(T, H, W, 3)`` uint8;
+    with ``with_labels`` also ``(T, H, W)`` instance labels (``object_ids``; during a fade
+    each frame takes the labels of the shot that weighs more)."""
+    ids = object_ids(spec)
+    out, labels = render_shot(spec.shots[0], spec.size, spec.fps, ids[0][0] if ids[0] else 1)
+    out = out.astype(np.float32)
     for k, shot in enumerate(spec.shots[1:]):
-        nxt = render_shot(shot, spec.size, spec.fps).astype(np.float32)
+        nxt, nxt_labels = render_shot(shot, spec.size, spec.fps, ids[k + 1][0] if ids[k + 1] else 1)
+        nxt = nxt.astype(np.float32)
         t = spec.transitions[k]
         if t["type"] == "fade":
             n = t["end"] - t["start"] + 1
             w = (np.arange(1, n + 1, dtype=np.float32) / (n + 1))[:, None, None, None]
             blend = out[-n:] * (1 - w) + nxt[:n] * w
+            blend_labels = np.where(w[:, :, :, 0] < 0.5, labels[-n:], nxt_labels[:n])
             out = np.concatenate([out[:-n], blend, nxt[n:]])
+            labels = np.concatenate([labels[:-n], blend_labels, nxt_labels[n:]])
         else:
             out = np.concatenate([out, nxt])
+            labels = np.concatenate([labels, nxt_labels])
     video = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     if frame_code:
         for i in range(len(video)):
             burn_frame_code(video[i], i)
-    return video
+    return (video, labels) if with_labels else video
 
 
 # ---------------------------------------------------------------------------------------
@@ -583,6 +610,28 @@ def generate_world(out: str | os.PathLike, cfg: WorldConfig, progress: Callable 
     return summary
 
 
+MASK_PALETTE = [0, 0, 0] + [c for rgb in ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                                          (70, 240, 240), (240, 50, 230), (210, 245, 60)) for c in rgb]  # fmt: skip
+
+
+def write_masks(folder: Path, labels: np.ndarray) -> None:
+    """DAVIS-style instance masks: ``folder/00000.png`` ... one palette PNG per frame, pixel
+    value = the object's ``mask_id`` (0 = background)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f, label in enumerate(labels):
+        img = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label).tobytes())
+        img.putpalette(MASK_PALETTE)
+        img.save(folder / f"{f:05d}.png", optimize=True)
+
+
+def read_masks(folder) -> np.ndarray:
+    """``(T, H, W)`` uint8 instance labels written by ``write_masks``."""
+    files = sorted(Path(folder).glob("*.png"))
+    if not files:
+        raise ConfigError(f"{folder}: no mask PNGs")
+    return np.stack([np.asarray(Image.open(p)) for p in files])
+
+
 def _write_world(d: Path, root: Path, cfg: WorldConfig, progress: Callable | None) -> dict:
     """Everything ``generate_world`` writes, into folder ``d`` (published later as ``root``)."""
     from vidfm.io.writer import save_contact_sheet, write_video
@@ -602,9 +651,10 @@ def _write_world(d: Path, root: Path, cfg: WorldConfig, progress: Callable | Non
         iterator = progress(iterator)
     for i in iterator:
         spec = sample_video_spec(cfg, i, plans[i])
-        video = render_video(spec, frame_code=cfg.frame_code)
+        video, labels = render_video(spec, frame_code=cfg.frame_code, with_labels=True)
         rel = f"videos/{spec.video_id}.mp4"
         write_video(d / rel, video, fps=cfg.fps, crf=cfg.crf, gop=2 * cfg.fps)
+        write_masks(d / "masks" / spec.video_id, labels)
         rng = np.random.default_rng([cfg.seed, i, 1])
         captions = captions_for(spec, rng)
         multi = len(spec.shots) > 1
@@ -617,7 +667,11 @@ def _write_world(d: Path, root: Path, cfg: WorldConfig, progress: Callable | Non
             "label": None if multi else spec.shots[0].main.action,
             "shots": [asdict(s) for s in spec.shots],
             "transitions": spec.transitions,
+            "masks": f"masks/{spec.video_id}",
         }
+        for shot, shot_ids in zip(meta["shots"], object_ids(spec)):
+            for obj, mask_id in zip(shot["objects"], shot_ids):
+                obj["mask_id"] = mask_id
         metas.append(meta)
         cap_rows[spec.split].append(json.dumps({"video_id": spec.video_id, "path": rel, "captions": captions}))
         for start, end, sentence in grounding_for(spec):

@@ -3,16 +3,10 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
-from vidfm.cli.main import main
 from vidfm.errors import ConfigError
 from vidfm.tasks.classify import VideoClassifier
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_eval_predict_on_a_world(world, tmp_path, capsys):

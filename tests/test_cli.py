@@ -3,14 +3,9 @@ import subprocess
 import sys
 
 import pytest
+from cli_helpers import run
 
 from vidfm.cli.main import main
-
-
-def run(capsys, *argv):
-    code = main(list(map(str, argv)))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_synth_then_probe_then_frames(tmp_path, capsys):

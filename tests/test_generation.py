@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 from PIL import Image
 
 from vidfm.cli.main import main
@@ -23,12 +24,6 @@ from vidfm.objectives.diffusion import (
     sampling_scheduler,
     training_scheduler,
 )
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def tiny_vae(**kw):

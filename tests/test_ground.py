@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 
-from vidfm.cli.main import main
 from vidfm.errors import ConfigError
 from vidfm.metrics.grounding import grounding_metrics, temporal_iou
 from vidfm.models import build_encoder
@@ -16,12 +16,6 @@ from vidfm.tasks.ground import (
     grounding_loss,
     segment_iou,
 )
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 
-from vidfm.cli.main import main
 from vidfm.errors import ConfigError
 from vidfm.io.reader import VideoReader
 from vidfm.io.writer import write_video
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_streaming_decode_gives_presentation_times_and_thins_by_fps(videos):

@@ -2,17 +2,10 @@ import json
 import shutil
 
 import pytest
+from cli_helpers import run
 
-from vidfm.cli.main import main
 from vidfm.models import VideoMAEEncoder, load_encoder
 from vidfm.retrieval.embedder import Embedder
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 SMALL = ["--max-steps", 2, "--batch-size", 4, "--frames", 4, "--size", 32, "--json"]
 

@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 
-from vidfm.cli.main import main
 from vidfm.errors import ConfigError
 from vidfm.metrics.retrieval import ranks, retrieval_metrics
 from vidfm.models import build_encoder
@@ -15,12 +15,6 @@ from vidfm.objectives import VideoTextModel
 from vidfm.retrieval.embedder import Embedder
 from vidfm.retrieval.index import VideoIndex, update_index
 from vidfm.tasks.retrieval import zero_shot
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

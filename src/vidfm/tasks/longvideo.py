@@ -44,40 +44,50 @@ class SceneBuffer:
         return np.stack([self.items[i][1] for i in idx]), np.array([self.items[i][0] for i in idx])
 
 
-def stream_captions(model, video, *, scene_fps: float = 2.0, alpha: float = 0.5, min_scene_seconds: float = 1.0,
-                    prompt: str | None = None) -> Iterator[dict]:  # fmt: skip
-    """Yield ``{start, end, caption}`` (seconds) for each scene as soon as it closes.
-    ``model``: a ``VideoLLM``; ``prompt`` defaults to its describe instruction."""
+@torch.no_grad()
+def stream_scenes(model, video, *, scene_fps: float = 2.0, alpha: float = 0.5, min_scene_seconds: float = 1.0) -> Iterator[dict]:
+    """Yield ``{start, end, features}`` for each scene as soon as it closes: the video
+    decoded as it goes, scenes closed by online SceneTilling on colour histograms, each
+    scene's frames (a bounded ``SceneBuffer``) encoded by ``model`` with times from the
+    scene's start. Memory does not grow with the video."""
     from vidfm.data.transforms import to_float_clip
     from vidfm.io.reader import VideoReader
     from vidfm.shots.detect import colour_histograms
     from vidfm.shots.scenes import StreamingSceneTilling
-    from vidfm.tasks.videollm import DESCRIBE
 
     if scene_fps <= 0:
         raise ConfigError(f"scene_fps must be positive, got {scene_fps}")
     c = model.config
     model.eval()
-    messages = [{"role": "user", "content": prompt or DESCRIBE}]
     tiller = StreamingSceneTilling(alpha=alpha, min_frames=max(2, round(min_scene_seconds * scene_fps)))
 
-    def caption(buffer: SceneBuffer, end: float) -> dict:
+    def scene(buffer: SceneBuffer, end: float) -> dict:
         frames, times = buffer.clip()
         start = float(buffer.items[0][0])
-        with torch.no_grad():
-            feats = model.encode_video(to_float_clip(frames)[None], [torch.from_numpy(times - start)], [end - start])
-        return {"start": round(start, 3), "end": round(end, 3), "caption": model.generate(feats, [messages])[0]}
+        feats = model.encode_video(to_float_clip(frames)[None], [torch.from_numpy(times - start)], [end - start])[0]
+        return {"start": start, "end": end, "features": feats}
 
     buffer, last = SceneBuffer(c.num_frames), 0.0
     with VideoReader(video, size=(c.read_size, c.read_size)) as reader:
         for t, frame in reader.stream(fps=scene_fps):
             if tiller.push(colour_histograms(frame[None])[0]) is not None:
-                yield caption(buffer, t)
+                yield scene(buffer, t)
                 buffer = SceneBuffer(c.num_frames)
             buffer.add(t, frame)
             last = t
     if buffer.items:
-        yield caption(buffer, last + 1.0 / scene_fps)
+        yield scene(buffer, last + 1.0 / scene_fps)
+
+
+def stream_captions(model, video, *, prompt: str | None = None, **scene_options) -> Iterator[dict]:
+    """Yield ``{start, end, caption}`` (seconds) for each scene as soon as it closes.
+    ``model``: a ``VideoLLM``; ``prompt`` defaults to its describe instruction;
+    ``scene_options`` go to ``stream_scenes``."""
+    from vidfm.tasks.videollm import DESCRIBE
+
+    messages = [{"role": "user", "content": prompt or DESCRIBE}]
+    for sc in stream_scenes(model, video, **scene_options):
+        yield {"start": round(sc["start"], 3), "end": round(sc["end"], 3), "caption": model.generate([sc["features"]], [messages])[0]}
 
 
 def merge_runs(scenes: list[dict]) -> list[dict]:
@@ -146,11 +156,14 @@ def answer_needle(model, haystack: dict, method: str = "uniform", *, video_text=
         raise ConfigError("retrieval needs a video-text model and a folder for the index")
     embedder = Embedder(video_text)
     update_index(index_dir, [video], embedder, window=window)
-    rows = []
+    rows, assistants = [], {}  # one read per retrieved window, however many questions land on it
     with VideoIndex.open(index_dir) as index:
         for q in questions:
             hit = index.search_text(embedder, q["question"], top=1)[0]
-            answer = VideoAssistant(model, video, (hit["start"], hit["end"])).ask([q["question"]])["answers"][0]["answer"]
+            span = (hit["start"], hit["end"])
+            if span not in assistants:
+                assistants[span] = VideoAssistant(model, video, span)
+            answer = assistants[span].ask([q["question"]])["answers"][0]["answer"]
             if q["type"] == "when" and (t := parse_time_answer(answer)) is not None:
                 answer = time_answer(t[0] + hit["start"], t[1] + hit["start"])
             rows.append({**q, "predicted": answer, "seen": [hit["start"], hit["end"]], "seen_is_span": True})
@@ -231,13 +244,14 @@ def train_memory(init, data, out, train_config=None, memory_tokens: int = 32, ma
     """The ``memory`` stage: a trained Video-LLM (folder ``init``) learns to read sequences
     of world clips through a memory bridge (added if it has none); the encoder stays frozen.
     ``OUT/best`` is the model with its bridge."""
+    from dataclasses import asdict
     from pathlib import Path
 
     from vidfm.adapt import trainable_parameters
     from vidfm.data.datasets import DataSource
     from vidfm.errors import DatasetError
     from vidfm.models.videollm import VideoLLM
-    from vidfm.tasks.videollm import _as_list, _config_dict, cached_clips, set_trainable
+    from vidfm.tasks.videollm import cached_clips, set_trainable
     from vidfm.training import TrainConfig, Trainer
 
     if init is None:
@@ -259,7 +273,7 @@ def train_memory(init, data, out, train_config=None, memory_tokens: int = 32, ma
     train = NeedleSequences(by_split["train"], len(by_split["train"]), train_config.seed, True, max_clips)
     val = NeedleSequences(by_split["val"] or by_split["train"], 64, train_config.seed + 1, False, max_clips)
     train_config.metric, train_config.metric_mode = "loss", "min"
-    train_config.extra = {"task": "videollm", "stage": "memory", "data": str(data), "max_clips": max_clips, "model": _config_dict(model.config)}
+    train_config.extra = {"task": "videollm", "stage": "memory", "data": str(data), "max_clips": max_clips, "model": asdict(model.config)}
 
     def loss(m, batch):
         return m(segment_features(m, clips, batch), [ex["messages"] for ex in batch]).loss
@@ -268,43 +282,22 @@ def train_memory(init, data, out, train_config=None, memory_tokens: int = 32, ma
         return {"loss": float(np.mean([float(loss(m, b)) for b in loader]))}
 
     trainer = Trainer(model, train_config, train, lambda m, b, g: (loss(m, b), {}), val, evaluate_fn,
-                      save_fn=lambda m, p: m.save_pretrained(p), collate_fn=_as_list)  # fmt: skip
+                      save_fn=lambda m, p: m.save_pretrained(p), collate_fn=list)  # fmt: skip
     summary = trainer.fit(resume=resume)
     summary.update(stage="memory", params=trainable_parameters(model), train_examples=len(train), val_examples=len(val), skipped_videos=sorted(skipped))
     return summary
 
 
 @torch.no_grad()
-def memory_features(model, video, *, scene_fps: float = 2.0, alpha: float = 0.5, min_scene_seconds: float = 1.0) -> dict:
+def memory_features(model, video, **scene_options) -> dict:
     """Read a video of any length into the memory bridge scene by scene as it decodes
-    (the streaming path of ``stream_captions``): ``{memory (M, D), parts, duration}``."""
-    from vidfm.data.transforms import to_float_clip
-    from vidfm.io.reader import VideoReader
-    from vidfm.shots.detect import colour_histograms
-    from vidfm.shots.scenes import StreamingSceneTilling
-
+    (``stream_scenes``): ``{memory (M, D), parts, duration}``."""
     if model.memory_bridge is None:
         raise ConfigError("this model has no memory bridge; train one with 'vidfm train videollm --stage memory --init MODEL'")
-    c = model.config
-    model.eval()
-    tiller = StreamingSceneTilling(alpha=alpha, min_frames=max(2, round(min_scene_seconds * scene_fps)))
-    state, buffer, last = model.memory_bridge.start(), SceneBuffer(c.num_frames), 0.0
-
-    def fold(state, buffer, end):
-        frames, times = buffer.clip()
-        start = float(buffer.items[0][0])
-        f = model.encode_video(to_float_clip(frames)[None], [torch.from_numpy(times - start)], [end - start])[0]
-        return model.memory_bridge.update(state, model.segment_tokens(f))
-
-    with VideoReader(video, size=(c.read_size, c.read_size)) as reader:
-        for t, frame in reader.stream(fps=scene_fps):
-            if tiller.push(colour_histograms(frame[None])[0]) is not None:
-                state, buffer = fold(state, buffer, t), SceneBuffer(c.num_frames)
-            buffer.add(t, frame)
-            last = t
-    if buffer.items:
-        state = fold(state, buffer, last + 1.0 / scene_fps)
-    return {"memory": model.memory_bridge.read(state), "parts": state["segments"], "duration": last + 1.0 / scene_fps}
+    state, end = model.memory_bridge.start(), 0.0
+    for sc in stream_scenes(model, video, **scene_options):
+        state, end = model.memory_bridge.update(state, model.segment_tokens(sc["features"])), sc["end"]
+    return {"memory": model.memory_bridge.read(state), "parts": state["segments"], "duration": end}
 
 
 def MemoryAssistant(model, video):

@@ -25,6 +25,7 @@ hardly tell a small object's colour).
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -267,10 +268,6 @@ class InstructionData(Dataset):
         return {**chosen[0], "video": video, "messages": messages, "index": i}
 
 
-def _as_list(items):
-    return items
-
-
 # -- training ----------------------------------------------------------------------------------
 def set_trainable(model: VideoLLM, stage: str) -> None:
     """align: the connector(s) only; instruct/dpo: also the language model, by LoRA or
@@ -340,7 +337,7 @@ def train_videollm(data, out, *, config: VideoLLMConfig | None = None, stage: st
     turns = 1 if stage == "dpo" else turns
     train, val = InstructionData(train_r, clips, True, train_config.seed, turns), InstructionData(val_r or train_r[:16], clips, False)
     train_config.metric, train_config.metric_mode = ("reward_accuracy", "max") if stage == "dpo" else ("loss", "min")
-    train_config.extra = {"task": "videollm", "stage": stage, "data": str(data), "init": str(init) if init else None, "turns": turns, "model": _config_dict(model.config)}
+    train_config.extra = {"task": "videollm", "stage": stage, "data": str(data), "init": str(init) if init else None, "turns": turns, "model": asdict(model.config)}
 
     def loss_fn(m, batch, g):
         if stage == "dpo":
@@ -362,18 +359,12 @@ def train_videollm(data, out, *, config: VideoLLMConfig | None = None, stage: st
             metrics["reward_accuracy"] = float(np.mean(wins))
         return metrics
 
-    trainer = Trainer(model, train_config, train, loss_fn, val, evaluate_fn, save_fn=lambda m, p: m.save_pretrained(p), collate_fn=_as_list)
+    trainer = Trainer(model, train_config, train, loss_fn, val, evaluate_fn, save_fn=lambda m, p: m.save_pretrained(p), collate_fn=list)
     summary = trainer.fit(resume=resume)
     from vidfm.adapt import trainable_parameters
 
     summary.update(stage=stage, params=trainable_parameters(model), train_examples=len(train), val_examples=len(val), skipped_videos=sorted(skipped))
     return summary
-
-
-def _config_dict(config: VideoLLMConfig) -> dict:
-    from dataclasses import asdict
-
-    return asdict(config)
 
 
 def _dpo_step(model, batch, clips, beta):

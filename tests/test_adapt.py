@@ -191,3 +191,35 @@ def test_an_adapter_on_a_batchnorm_encoder_reproduces_the_trained_model(tmp_path
     model.eval(), fresh.eval()
     with torch.no_grad():
         assert torch.allclose(fresh(VIDEO), model(VIDEO), atol=1e-5)
+
+
+def test_lora_with_a_trained_vocabulary_row_saves_loads_and_merges(tmp_path):
+    """A token added to an LM (e.g. [SEG]) trains with the LoRA (peft's trainable tokens);
+    its row is saved in the adapter and folded into the tied embedding by a merge."""
+    import copy
+
+    from vidfm.adapt.lora import add_lora, load_lora, merge_lora, save_lora
+    from vidfm.models.lm import build_tiny_lm, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["[NEW]"]})
+    new = tok.convert_tokens_to_ids("[NEW]")
+
+    def fresh():
+        lm = build_tiny_lm(tiny_tokenizer())
+        lm.resize_token_embeddings(len(tok), mean_resizing=False)
+        return lm
+
+    lm = add_lora(fresh(), 4, 8, ["q_proj", "v_proj"], trainable_tokens=[new])
+    trains = [n for n, p in lm.named_parameters() if p.requires_grad]
+    assert any("trainable_tokens_delta" in n for n in trains) and all("lora_" in n or "trainable_tokens" in n for n in trains)
+    with torch.no_grad():
+        for n, p in lm.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    ids = torch.tensor([[5, 9, new, 12]])
+    want = lm(ids).logits
+    save_lora(lm, tmp_path / "a")
+    assert torch.allclose(load_lora(fresh(), tmp_path / "a")(ids).logits, want, atol=1e-5)
+    merged = merge_lora(copy.deepcopy(lm))
+    assert torch.allclose(merged(ids).logits, want, atol=1e-4) and merged.lm_head.weight is merged.model.embed_tokens.weight

@@ -141,3 +141,22 @@ def fingerprint_folder(folder) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def cached(path, key, build: Callable[[], object]):
+    """``build()``'s value through a cache file (``torch.save``), reused while ``key`` is the
+    same; a damaged or foreign cache is rebuilt, and the new one appears atomically."""
+    import torch
+
+    path = Path(path)
+    if path.exists():
+        try:
+            blob = torch.load(path, weights_only=False)
+            if blob.get("key") == key:
+                return blob["value"]
+        except Exception:  # noqa: BLE001 - a damaged cache is only a cache
+            pass
+    value = build()
+    with atomic_file(path) as tmp:
+        torch.save({"key": key, "value": value}, tmp)
+    return value

@@ -26,19 +26,23 @@ WEIGHTS = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 
 
-def add_lora(module: nn.Module, rank: int, alpha: float | None = None, targets: list[str] | None = None, dropout: float = 0.0) -> nn.Module:
-    """Wrap ``targets`` (module names or name suffixes) in LoRA layers; only LoRA trains."""
+def add_lora(module: nn.Module, rank: int, alpha: float | None = None, targets: list[str] | None = None, dropout: float = 0.0,
+             trainable_tokens: list[int] | None = None) -> nn.Module:  # fmt: skip
+    """Wrap ``targets`` (module names or name suffixes) in LoRA layers; only LoRA trains.
+    ``trainable_tokens``: also train these rows of the input (and tied output) embedding,
+    e.g. a token added to the vocabulary (peft's ``trainable_token_indices``)."""
     from peft import LoraConfig, inject_adapter_in_model
 
     if rank < 1:
         raise ConfigError(f"LoRA rank must be >= 1, got {rank}")
     if not targets:
         raise ConfigError(f"{type(module).__name__}: no layers to put LoRA on")
-    config = LoraConfig(r=int(rank), lora_alpha=float(alpha or rank), lora_dropout=float(dropout), target_modules=list(targets))
+    config = LoraConfig(r=int(rank), lora_alpha=float(alpha or rank), lora_dropout=float(dropout), target_modules=list(targets),
+                        trainable_token_indices=list(trainable_tokens) if trainable_tokens else None)  # fmt: skip
     inject_adapter_in_model(config, module)
     module.peft_config = {"default": config}  # where the libraries' own adapter calls look
     for name, p in module.named_parameters():
-        p.requires_grad = "lora_" in name
+        p.requires_grad = "lora_" in name or "trainable_tokens_delta" in name
     return module
 
 
@@ -90,7 +94,7 @@ def load_lora(module: nn.Module, folder, merge: bool = False) -> nn.Module:
     spec = read_lora_config(folder)
     targets = spec.get("target_modules")
     add_lora(module, spec.get("r", 8), spec.get("lora_alpha"), sorted(targets) if isinstance(targets, (list, set)) else targets,
-             spec.get("lora_dropout", 0.0))  # fmt: skip
+             spec.get("lora_dropout", 0.0), spec.get("trainable_token_indices"))  # fmt: skip
     try:
         state = load_file(folder / WEIGHTS)
     except (FileNotFoundError, OSError) as e:
@@ -110,9 +114,13 @@ def merge_lora(module: nn.Module) -> nn.Module:
     """Fold every LoRA update into its base layer and put the base layer back in place:
     the outputs stay the same and inference costs nothing extra."""
     from peft.tuners.lora import LoraLayer
+    from peft.utils.other import TrainableTokensWrapper
 
     for name, layer in list(module.named_modules()):
-        if isinstance(layer, LoraLayer):
+        if isinstance(layer, TrainableTokensWrapper):  # trained vocabulary rows, written into the embedding
+            parent = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            setattr(parent, name.rsplit(".", 1)[-1], layer.unload_and_optionally_merge_module(merge=True, safe_merge=False, adapter_names=None))
+        elif isinstance(layer, LoraLayer):
             layer.merge()
             parent = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
             setattr(parent, name.rsplit(".", 1)[-1], layer.get_base_layer())

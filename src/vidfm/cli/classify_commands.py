@@ -157,10 +157,16 @@ def is_videollm(path) -> bool:
 
 
 def run_eval_videollm(args) -> int:
+    from vidfm.data.datasets import DataSource
     from vidfm.models.videollm import VideoLLM
     from vidfm.tasks.videollm import evaluate_videollm
 
-    metrics = evaluate_videollm(VideoLLM.from_pretrained(args.model), args.data, args.split, batch_size=args.batch_size, progress=progress)
+    model = VideoLLM.from_pretrained(args.model)
+    metrics = evaluate_videollm(model, args.data, args.split, batch_size=args.batch_size, progress=progress)
+    if model.segmenter is not None and DataSource(args.data).is_world:
+        from vidfm.tasks.segment import evaluate_segmentation
+
+        metrics["segmentation"] = evaluate_segmentation(model, args.data, args.split, progress=progress)
     if args.json:
         print_json(metrics)
         return 0
@@ -177,6 +183,13 @@ def run_eval_videollm(args) -> int:
         print(f"  captions: BLEU-4 {c['BLEU-4']:.3f}  METEOR {meteor}  ROUGE-L {c['ROUGE-L']:.3f}  CIDEr-D {c['CIDEr-D']:.3f}")
     if metrics.get("hallucination_rate") is not None:
         print(f"  hallucination rate (captions naming a colour, shape or action not in the video) {metrics['hallucination_rate']:.3f}")
+    if "segmentation" in metrics:
+        s, b = metrics["segmentation"], metrics["segmentation"]["baselines"]
+        multi = s["multi_object"]
+        print(f"  referring segmentation: J&F {s['JF']:.3f} (J {s['J']:.3f}, F {s['F']:.3f}) on {s['count']} objects; several objects in the clip: "
+              f"J&F {multi['JF'] if multi['JF'] is not None else float('nan'):.3f}, right object {multi['right_object'] if multi['right_object'] is not None else float('nan'):.3f}; "
+              f"absent things refused {s['absent_refused']['rate']:.3f}; baselines J&F: whole frame {b['whole_frame']['JF']:.3f}, "
+              f"largest moving region {b['moving_region']['JF']:.3f}")  # fmt: skip
     report_skipped(metrics["skipped"])
     return 0
 

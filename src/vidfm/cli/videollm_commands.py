@@ -1,5 +1,5 @@
-"""``vidfm train videollm``, ``vidfm caption``, ``vidfm ask``, ``vidfm chat`` and
-``vidfm metrics captions``."""
+"""``vidfm train videollm``, ``vidfm caption``, ``vidfm ask``, ``vidfm chat``,
+``vidfm segment`` and ``vidfm metrics captions``."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ def register_train(tsub) -> None:
         "templates, the connector and the LM (LoRA, or fully for the tiny LM) train. dpo: preference pairs from the "
         "ground truth (needs --init an instruct run). memory: a VideoLLaMB memory bridge learns to read sequences of "
         "2-6 world clips and answer about the one object whose colour no other clip shows (needs --init; then use "
-        "'vidfm ask LONG_VIDEO ... --memory'). OUT/best is a model for 'vidfm ask/caption/chat'."))  # fmt: skip
+        "'vidfm ask LONG_VIDEO ... --memory'). segment: a [SEG] token and SAM-2 learn referring segmentation from a world's "
+        "instance masks, LoRA on the LM (needs --init; then use 'vidfm segment VIDEO \"the red circle\"'). OUT/best is a model "
+        "for 'vidfm ask/caption/chat' (and 'vidfm segment')."))  # fmt: skip
     p.add_argument("data", help="synthetic world, captions JSONL or QA JSONL")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--stage", default="instruct", choices=["align", "instruct", "dpo", "memory"], help="training stage")
+    p.add_argument("--stage", default="instruct", choices=["align", "instruct", "dpo", "memory", "segment"], help="training stage")
     p.add_argument("--init", help="continue from a trained Video-LLM (its settings win over the model options below)")
     p.add_argument("--lm", default="smollm2", help="smollm2 (SmolLM2-135M-Instruct, from PyPI), tiny (a 2-layer Llama built here), a model folder or a .gguf file")
     p.add_argument("--lm-train", choices=["frozen", "lora", "full"], help="how instruct/dpo tune the LM (default: full for tiny, lora otherwise)")
@@ -48,6 +50,10 @@ def register_train(tsub) -> None:
     p.add_argument("--pool-order", default="pool_then_project", choices=["pool_then_project", "project_then_pool"], help="pool before or after the MLP projection")
     p.add_argument("--memory-tokens", type=int, default=0, help="memory stage: memory tokens of the VideoLLaMB bridge it adds "
                    "(default: 32 when the stage adds one)")
+    p.add_argument("--sam", default="sam2-tiny", help="segment stage: sam2-tiny (trained from scratch) or a SAM-2 folder saved by "
+                   "transformers (e.g. facebook/sam2.1-hiera-tiny), whose image encoder stays frozen")
+    p.add_argument("--seg-size", type=int, default=128, help="segment stage: sam2-tiny's input side in pixels (masks come out at a quarter)")
+    p.add_argument("--seg-frames", type=int, default=4, help="segment stage: frames per video drawn for the mask loss each step")
     p.add_argument("--rope-factor", type=int, default=1, help="linear RoPE scaling of the LM for prompts past its context")
     p.add_argument("--beta", type=float, default=0.1, help="dpo: the DPO temperature")
     p.add_argument("--turns", type=int, default=1, help="instruct: pack up to this many questions about one video into one conversation")
@@ -77,6 +83,17 @@ def register(sub) -> None:
     c.add_argument("video")
     _add_model_options(c)
     c.set_defaults(run=run_chat)
+
+    g = sub.add_parser("segment", help="segment what a description names, on every frame (referring segmentation)", description=(
+        "Ask a Video-LLM trained with '--stage segment' to segment EXPRESSION in VIDEO: it answers 'Sure, <the phrase> [SEG].' and the [SEG] "
+        "token prompts SAM-2 on every frame (or says the video shows no such thing: all masks are then empty). Writes OUT/00000.png... "
+        "(DAVIS-style palette PNGs, 1 = the object), OUT/overlay.mp4, OUT/overlay.gif and OUT/segment.json."))  # fmt: skip
+    g.add_argument("video")
+    g.add_argument("expression", help='what to segment, e.g. "the small red circle"')
+    g.add_argument("--model", required=True, help="a Video-LLM trained with 'vidfm train videollm --stage segment' (run or model folder)")
+    g.add_argument("--out", required=True, help="folder for the masks and overlays")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g.set_defaults(run=run_segment)
 
     m = sub.add_parser("metrics", help="score outputs against references (captions)", description="Caption metrics: BLEU-1..4, METEOR, ROUGE-L and CIDEr-D, as the COCO caption evaluation computes them.")
     msub = m.add_subparsers(dest="what", metavar="WHAT")
@@ -121,6 +138,11 @@ def run_train_videollm(args) -> int:
 
         summary = train_memory(args.init, args.data, args.out, train_config_from(args), memory_tokens=args.memory_tokens or 32,
                                progress=progress, resume=not args.fresh)  # fmt: skip
+    elif args.stage == "segment":
+        from vidfm.tasks.segment import train_segmenter
+
+        summary = train_segmenter(args.data, args.out, args.init, train_config_from(args), sam=args.sam, image_size=args.seg_size,
+                                  frames=args.seg_frames, lora_rank=args.lora_rank, progress=progress, resume=not args.fresh)  # fmt: skip
     else:
         summary = train_videollm(args.data, args.out, config=config, stage=args.stage, init=args.init, train_config=train_config_from(args),
                                  beta=args.beta, turns=args.turns, progress=progress, resume=not args.fresh)  # fmt: skip
@@ -191,6 +213,29 @@ def run_stream_captions(args) -> int:
     if args.summary:
         result = summarise(scenes, args.lm)
         print(json.dumps(result) if args.json else f"summary: {result['summary']}", flush=True)
+    return 0
+
+
+def run_segment(args) -> int:
+    from vidfm.models.videollm import VideoLLM
+    from vidfm.tasks.segment import write_segmentation
+
+    model = VideoLLM.from_pretrained(args.model)
+    result = write_segmentation(model, args.video, args.expression, args.out, progress=progress)
+    if args.json:
+        print_json(result)
+        return 0
+    if result.get("note"):
+        print(f"({result['note']})", file=sys.stderr)
+    print(f"model: {result['answer']}")
+    if not result["found"]:
+        why = "the model says the video does not show it" if result["refused"] else "no frame shows it (SAM-2's object score is low on every frame)"
+        print(f"nothing to segment: {why}; {result['frames']} empty masks in {result['masks']}")
+    else:
+        seen = f"from {result['first_seen']:.2f} s to {result['last_seen']:.2f} s" if result["frames_with_object"] else "on no frame"
+        print(f"{args.expression}: on {result['frames_with_object']} of {result['frames']} frames ({seen}), "
+              f"{100 * result['mean_area']:.1f} % of the frame on average")  # fmt: skip
+    print(f"masks: {result['masks']}/00000.png ...   look at: {result['overlay']} and {result['gif']}")
     return 0
 
 

@@ -614,14 +614,19 @@ MASK_PALETTE = [0, 0, 0] + [c for rgb in ((230, 25, 75), (60, 180, 75), (255, 22
                                           (70, 240, 240), (240, 50, 230), (210, 245, 60)) for c in rgb]  # fmt: skip
 
 
+def write_mask(path: Path, label: np.ndarray) -> None:
+    """One DAVIS-style palette PNG: pixel value = instance id (0 = background)."""
+    img = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label, dtype=np.uint8).tobytes())
+    img.putpalette(MASK_PALETTE)
+    img.save(path, optimize=True)
+
+
 def write_masks(folder: Path, labels: np.ndarray) -> None:
     """DAVIS-style instance masks: ``folder/00000.png`` ... one palette PNG per frame, pixel
     value = the object's ``mask_id`` (0 = background)."""
     folder.mkdir(parents=True, exist_ok=True)
     for f, label in enumerate(labels):
-        img = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label).tobytes())
-        img.putpalette(MASK_PALETTE)
-        img.save(folder / f"{f:05d}.png", optimize=True)
+        write_mask(folder / f"{f:05d}.png", label)
 
 
 def read_masks(folder) -> np.ndarray:

@@ -25,6 +25,7 @@ Shapes: ``features``: what ``encode_video`` returns, a list (one per video) of d
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +66,8 @@ class VideoLLMConfig:
     rope_factor: int = 1  # linear RoPE scaling of the LM (ceil(needed / trained context))
     memory_tokens: int = 0  # > 0: a VideoLLaMB memory bridge reads long videos segment by segment
     memory_layers: int = 2
+    segmenter: str | None = None  # referring segmentation: sam2-tiny (trained here) or a SAM-2 folder, prompted by [SEG]
+    seg_size: int = 128  # sam2-tiny's input side in pixels
     system_prompt: str = SYSTEM_PROMPT
     max_new_tokens: int = 48
     extra: dict = field(default_factory=dict)
@@ -99,7 +102,7 @@ class VideoLLMConfig:
 
 
 class VideoLLM(nn.Module):
-    def __init__(self, config: VideoLLMConfig, encoder=None, lm=None, tokenizer=None, image_encoder=None):
+    def __init__(self, config: VideoLLMConfig, encoder=None, lm=None, tokenizer=None, image_encoder=None, sam=None):
         super().__init__()
         from vidfm.models import resolve_encoder
         from vidfm.models.lm import load_lm, scale_rope
@@ -125,6 +128,10 @@ class VideoLLM(nn.Module):
         self.memory_bridge = None
         if config.memory_tokens:
             self.add_memory_bridge(config.memory_tokens, config.memory_layers)
+        self.segmenter = None
+        if config.segmenter:
+            self.add_segmenter(config.segmenter, config.seg_size, sam)
+        self.merged_lora = False  # a LoRA folded into the LM's weights: saving then writes the whole LM
 
     def add_memory_bridge(self, tokens: int = 32, layers: int = 2) -> None:
         """A fresh VideoLLaMB memory bridge in the LM's width (``vidfm.models.memory``)."""
@@ -134,6 +141,27 @@ class VideoLLM(nn.Module):
         heads = next(h for h in (8, 4, 2, 1) if d_lm % h == 0)
         self.config.memory_tokens, self.config.memory_layers = tokens, layers
         self.memory_bridge = MemoryBridge(d_lm, tokens, layers, heads).to(self.device)
+
+    def add_segmenter(self, sam: str = "sam2-tiny", image_size: int = 128, model=None) -> None:
+        """The ``[SEG]`` token (added to the tokenizer and the LM's vocabulary) and a SAM-2
+        prompted by its hidden state (``vidfm.models.segmentation``); ``model``: an already
+        loaded ``Sam2Model`` (else ``sam`` is loaded: ``sam2-tiny`` or a folder)."""
+        from vidfm.models.segmentation import SEG_TOKEN, ReferringSegmenter, load_sam2
+
+        if SEG_TOKEN not in self.tokenizer.get_vocab():
+            self.tokenizer.add_special_tokens({"additional_special_tokens": [SEG_TOKEN]})
+        if self.lm.get_input_embeddings().num_embeddings < len(self.tokenizer):
+            self.lm.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        self.config.segmenter, self.config.seg_size = sam, image_size
+        self.segmenter = ReferringSegmenter(model if model is not None else load_sam2(sam, image_size), self.lm.config.hidden_size).to(self.device)
+
+    @property
+    def seg_token_id(self) -> int:
+        from vidfm.models.segmentation import SEG_TOKEN
+
+        if self.segmenter is None:
+            raise ConfigError("this Video-LLM cannot segment (train one with 'vidfm train videollm --stage segment')")
+        return self.tokenizer.convert_tokens_to_ids(SEG_TOKEN)
 
     # -- pieces --------------------------------------------------------------------------
     def _feature_dim(self, encoder) -> int:
@@ -363,6 +391,20 @@ class VideoLLM(nn.Module):
         self.check_context(batch["inputs_embeds"].shape[1])
         return self.lm(**batch)
 
+    def seg_hidden(self, features: list[dict], messages: list[list[dict]], answers: list[str]):
+        """(language-model output with its loss, (n, D_lm) last hidden states at every
+        ``[SEG]`` of the answers, (n,) which conversation each came from): what prompts
+        the segmenter (Sa2VA / LISA take the hidden state at the token's position)."""
+        batch = self.batch([self.sequence(f, m, a) for f, m, a in zip(features, messages, answers)], left=False)
+        self.check_context(batch["inputs_embeds"].shape[1])
+        seg = batch["labels"] == self.seg_token_id
+        # nothing after [SEG] is a target: its hidden state belongs to the mask decoder (the
+        # next-token loss there makes every [SEG] state the same); answering stops at [SEG]
+        batch["labels"] = batch["labels"].masked_fill(seg.long().cumsum(1) - seg.long() > 0, -100)
+        out = self.lm(**batch, output_hidden_states=True)
+        rows, cols = seg.nonzero(as_tuple=True)
+        return out, out.hidden_states[-1][rows, cols], rows
+
     def answer_logprobs(self, features: list[dict], messages: list[list[dict]], answers: list[str]) -> torch.Tensor:
         """(B,) summed log-probabilities of each answer's tokens (what DPO compares)."""
         batch = self.batch([self.sequence(f, m, a) for f, m, a in zip(features, messages, answers)], left=False)
@@ -374,25 +416,35 @@ class VideoLLM(nn.Module):
 
     # -- answering -------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, features: list[dict], messages: list[list[dict]], max_new_tokens: int | None = None, streamer=None, min_new_tokens: int = 0) -> list[str]:
+    def generate(self, features: list[dict], messages: list[list[dict]], max_new_tokens: int | None = None, streamer=None, min_new_tokens: int = 0,
+                 keep_seg: bool = False) -> list[str]:  # fmt: skip
         """Greedy answers (deterministic; the same whatever the batch size).
-        ``min_new_tokens`` holds back the end of turn (e.g. to time a fixed length)."""
+        ``min_new_tokens`` holds back the end of turn (e.g. to time a fixed length);
+        ``keep_seg`` stops at ``[SEG]`` and keeps it in the text (other special tokens are
+        dropped)."""
         batch = self.batch([self.sequence(f, m) for f, m in zip(features, messages)], left=True)
         self.check_context(batch["inputs_embeds"].shape[1] + (max_new_tokens or self.config.max_new_tokens))
+        stop = [self.tokenizer.eos_token_id] + ([self.seg_token_id] if keep_seg else [])
         out = self.lm.generate(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
                                max_new_tokens=max_new_tokens or self.config.max_new_tokens, do_sample=False,
-                               pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, streamer=streamer,
+                               pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop, streamer=streamer,
                                min_new_tokens=min_new_tokens)  # fmt: skip
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]
+        if keep_seg:
+            seg = self.seg_token_id
+            specials = set(self.tokenizer.all_special_ids) - {seg}
+            out = [[t for t in row.tolist() if t not in specials] for row in out]
+        return [self.tokenizer.decode(row, skip_special_tokens=not keep_seg).strip() for row in out]
 
     # -- persistence -----------------------------------------------------------------------
     def save_pretrained(self, path) -> Path:
         """``videollm.json``, ``encoder/`` (+ ``image_encoder/``), ``connector.safetensors``,
-        ``tokenizer/``, and the language model by what was tuned: nothing (frozen: named in
-        the config), ``lm_lora/`` (peft format), or ``lm/`` (a full model folder)."""
+        ``tokenizer/`` (+ ``segmenter/``, a SAM-2 folder), and the language model by what
+        was tuned: nothing (frozen: named in the config), ``lm_lora/`` (peft format), or
+        ``lm/`` (a full model folder: the tiny LM, a fully tuned one, or one a LoRA was
+        merged into)."""
         from safetensors.torch import save_file
 
-        from vidfm.adapt.lora import has_lora, save_lora
+        from vidfm.adapt.lora import has_lora, merge_lora, save_lora
         from vidfm.files import atomic_save_dir
         from vidfm.models import save_encoder
 
@@ -400,6 +452,9 @@ class VideoLLM(nn.Module):
         for name in ("image_connector", "memory_bridge"):
             if getattr(self, name) is not None:
                 heads.update({f"{name}.{k}": v for k, v in getattr(self, name).state_dict().items()})
+        if self.segmenter is not None:
+            heads.update({f"segmenter.{k}": v for k, v in self.segmenter.state_dict().items() if not k.startswith("sam.")})  # SAM-2: its own folder
+        whole_lm = self.config.lm == "tiny" or self.config.lm_train == "full" or self.merged_lora
 
         def write(d: Path):
             (d / CONFIG).write_text(json.dumps(asdict(self.config), indent=2))
@@ -408,11 +463,13 @@ class VideoLLM(nn.Module):
                 save_encoder(self.image_encoder, d / "image_encoder")
             save_file({k: v.detach().contiguous().clone() for k, v in heads.items()}, d / "connector.safetensors")
             self.tokenizer.save_pretrained(d / "tokenizer")
-            if has_lora(self.lm):
-                save_lora(self.lm, d / "lm_lora")
-            elif self.config.lm == "tiny" or self.config.lm_train == "full":
-                self.lm.save_pretrained(d / "lm")  # a complete model folder, usable on its own
+            if self.segmenter is not None:
+                self.segmenter.sam.save_pretrained(d / "segmenter")
+            if whole_lm:  # a complete model folder, usable on its own (a LoRA on it folded in)
+                (merge_lora(copy.deepcopy(self.lm)) if has_lora(self.lm) else self.lm).save_pretrained(d / "lm")
                 self.tokenizer.save_pretrained(d / "lm")
+            elif has_lora(self.lm):
+                save_lora(self.lm, d / "lm_lora")
 
         return atomic_save_dir(Path(path), write)
 
@@ -433,16 +490,28 @@ class VideoLLM(nn.Module):
         config = VideoLLMConfig.load(path / CONFIG)
         lm, tokenizer = load_lm(str(path / "lm") if (path / "lm").is_dir() else config.lm)
         tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True))
+        if lm.get_input_embeddings().num_embeddings < len(tokenizer):  # [SEG] was added to a base LM named in the config
+            lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        merged = False
         if (path / "lm_lora").is_dir():
             load_lora(lm, path / "lm_lora", merge=merge_lora)
+            merged = merge_lora
         image = load_encoder(path / "image_encoder") if (path / "image_encoder").is_dir() else None
-        model = cls(config, encoder=load_encoder(path / "encoder"), lm=lm, tokenizer=tokenizer, image_encoder=image)
+        sam = None
+        if config.segmenter:
+            from vidfm.models.segmentation import load_sam2
+
+            sam = load_sam2(str(path / "segmenter"))
+        model = cls(config, encoder=load_encoder(path / "encoder"), lm=lm, tokenizer=tokenizer, image_encoder=image, sam=sam)
+        model.merged_lora = merged
         state = load_file(path / "connector.safetensors")
-        for name in ("connector", "image_connector", "memory_bridge"):
+        for name in ("connector", "image_connector", "memory_bridge", "segmenter"):
             module = getattr(model, name)
             if module is None:
                 continue
             part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+            if name == "segmenter":  # SAM-2's weights came from segmenter/
+                part = {**{k: v for k, v in module.state_dict().items() if k.startswith("sam.")}, **part}
             try:
                 module.load_state_dict(part)
             except RuntimeError as e:

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from vidfm.data.datasets import DataSource, split_off_validation
 from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
-from vidfm.files import atomic_file, file_signature
+from vidfm.files import cached, file_signature
 from vidfm.models.videollm import VideoLLM, VideoLLMConfig
 from vidfm.training import TrainConfig, Trainer
 
@@ -101,18 +101,12 @@ def cached_clips(paths: list[str], config: VideoLLMConfig, cache: Path, progress
     """``decoded_clips`` through a cache file, reused while the frame layout and every
     video's size and mtime are the same (a damaged cache is rebuilt)."""
     key = {"frames": config.num_frames, "fps": config.sample_fps, "size": config.read_size, "videos": file_signature(sorted(set(paths)))}
-    if cache.exists():
-        try:
-            blob = torch.load(cache, weights_only=False)
-            if blob.get("key") == key:
-                return blob["clips"], blob["skipped"]
-        except Exception:  # noqa: BLE001 - a damaged cache is only a cache
-            pass
-    skipped: dict = {}
-    clips = decoded_clips(paths, config, progress, skipped)
-    with atomic_file(cache) as tmp:
-        torch.save({"key": key, "clips": clips, "skipped": skipped}, tmp)
-    return clips, skipped
+
+    def build():
+        skipped: dict = {}
+        return decoded_clips(paths, config, progress, skipped), skipped
+
+    return cached(cache, key, build)
 
 
 def encode(model: VideoLLM, clips: dict, paths: list[str]) -> list[dict]:

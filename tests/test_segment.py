@@ -165,6 +165,18 @@ def test_a_saved_sam2_checkpoint_loads_through_transformers(tmp_path):
     assert not any(p.requires_grad for p in sam.vision_encoder.parameters()) and all(p.requires_grad for p in sam.mask_decoder.parameters())
 
 
+def test_one_prompt_repeated_over_frames_still_prompts_in_training():
+    """Training with a batch of one: the [SEG] state is repeated per frame, which has no batch
+    statistics; the prompt must still reach the decoder (not a BatchNorm output of zeros)."""
+    torch.manual_seed(0)
+    seg = ReferringSegmenter(load_sam2("sam2-tiny", 64), 8).train()
+    frames = torch.rand(3, 3, 64, 64)
+    a, b = torch.randn(8), torch.randn(8)
+    coarse_a = seg(frames, a.expand(3, -1))[2]
+    coarse_b = seg(frames, b.expand(3, -1))[2]
+    assert not torch.allclose(coarse_a, coarse_b)
+
+
 def test_sam2_learns_to_segment_what_the_prompt_names():
     """Two prompts, two objects in the same frame: the mask must follow the prompt (the
     easy answer, both objects for either prompt, scores IoU 0.45 and is where training
@@ -256,8 +268,9 @@ def test_evaluation_reports_jf_baselines_and_refusals(world, trained):
     (["segment", "NOWHERE", "the red circle", "--model", "PLAIN", "--out", "OUT"], "nowhere"),
     (["train", "videollm", "WORLD", "--out", "OUT", "--stage", "segment"], "give --init MODEL"),
     (["train", "videollm", "WORLD", "--out", "OUT", "--stage", "segment", "--init", "PLAIN", "--sam", "NOWHERE"], "not a SAM-2 folder"),
+    (["train", "videollm", "WORLD", "--out", "OUT", "--stage", "segment", "--init", "RUN", "--seg-size", "96"], "already segments with sam2-tiny at 64 px"),
 ])  # fmt: skip
 def test_segmentation_mistakes_are_one_line(world, trained, tmp_path, capsys, argv, message):
-    fill = {"VIDEO": world / "videos" / "000001.mp4", "WORLD": world, "OUT": tmp_path / "o", "NOWHERE": tmp_path / "nowhere", "PLAIN": trained / "base"}
+    fill = {"VIDEO": world / "videos" / "000001.mp4", "WORLD": world, "OUT": tmp_path / "o", "NOWHERE": tmp_path / "nowhere", "PLAIN": trained / "base", "RUN": trained / "run"}
     code, _, err = run(capsys, *[fill.get(a, a) for a in argv])
     assert code in (1, 2) and message in err and "Traceback" not in err

@@ -103,6 +103,8 @@ def load_lora(module: nn.Module, folder, merge: bool = False) -> nn.Module:
     result = set_peft_model_state_dict(module, state)
     own = {k for k in module.state_dict() if "lora_" in k}
     missing = [k for k in own if k.replace(".default", "") not in state]
+    if spec.get("trainable_token_indices") and not any("trainable_tokens_delta" in k for k in state):
+        missing.append("trainable_tokens_delta (the trained vocabulary rows)")  # a tied head shares the embedding's
     if getattr(result, "unexpected_keys", None) or missing:
         raise ConfigError(f"{folder}: LoRA weights do not fit this model (unexpected {list(result.unexpected_keys)[:3]}, missing {missing[:3]})")
     if merge:

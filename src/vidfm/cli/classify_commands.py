@@ -164,9 +164,13 @@ def run_eval_videollm(args) -> int:
     model = VideoLLM.from_pretrained(args.model)
     metrics = evaluate_videollm(model, args.data, args.split, batch_size=args.batch_size, progress=progress)
     if model.segmenter is not None and DataSource(args.data).is_world:
+        from vidfm.errors import DatasetError
         from vidfm.tasks.segment import evaluate_segmentation
 
-        metrics["segmentation"] = evaluate_segmentation(model, args.data, args.split, progress=progress)
+        try:
+            metrics["segmentation"] = evaluate_segmentation(model, args.data, args.split, progress=progress)
+        except DatasetError as e:  # e.g. a world written before instance masks
+            metrics["segmentation"] = {"skipped": str(e)}
     if args.json:
         print_json(metrics)
         return 0
@@ -183,13 +187,18 @@ def run_eval_videollm(args) -> int:
         print(f"  captions: BLEU-4 {c['BLEU-4']:.3f}  METEOR {meteor}  ROUGE-L {c['ROUGE-L']:.3f}  CIDEr-D {c['CIDEr-D']:.3f}")
     if metrics.get("hallucination_rate") is not None:
         print(f"  hallucination rate (captions naming a colour, shape or action not in the video) {metrics['hallucination_rate']:.3f}")
-    if "segmentation" in metrics:
-        s, b = metrics["segmentation"], metrics["segmentation"]["baselines"]
-        multi = s["multi_object"]
-        print(f"  referring segmentation: J&F {s['JF']:.3f} (J {s['J']:.3f}, F {s['F']:.3f}) on {s['count']} objects; several objects in the clip: "
-              f"J&F {multi['JF'] if multi['JF'] is not None else float('nan'):.3f}, right object {multi['right_object'] if multi['right_object'] is not None else float('nan'):.3f}; "
-              f"absent things refused {s['absent_refused']['rate']:.3f}; baselines J&F: whole frame {b['whole_frame']['JF']:.3f}, "
-              f"largest moving region {b['moving_region']['JF']:.3f}")  # fmt: skip
+    s = metrics.get("segmentation")
+    if s and "skipped" in s and "JF" not in s:
+        print(f"  referring segmentation: not measured ({s['skipped']})")
+    elif s:
+        def f(v):
+            return "n/a" if v is None else f"{v:.3f}"
+
+        b, multi = s["baselines"], s["multi_object"]
+        print(f"  referring segmentation: J&F {f(s['JF'])} (J {f(s['J'])}, F {f(s['F'])}) on {s['count']} objects; several objects in the clip: "
+              f"J&F {f(multi['JF'])}, right object {f(multi['right_object'])}; absent things left without a mask {f(s['absent_refused']['rate'])}; "
+              f"baselines J&F: whole frame {f(b['whole_frame']['JF'])}, largest moving region {f(b['moving_region']['JF'])}")  # fmt: skip
+        report_skipped(s["skipped"])
     report_skipped(metrics["skipped"])
     return 0
 

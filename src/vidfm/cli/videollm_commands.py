@@ -50,9 +50,9 @@ def register_train(tsub) -> None:
     p.add_argument("--pool-order", default="pool_then_project", choices=["pool_then_project", "project_then_pool"], help="pool before or after the MLP projection")
     p.add_argument("--memory-tokens", type=int, default=0, help="memory stage: memory tokens of the VideoLLaMB bridge it adds "
                    "(default: 32 when the stage adds one)")
-    p.add_argument("--sam", default="sam2-tiny", help="segment stage: sam2-tiny (trained from scratch) or a SAM-2 folder saved by "
+    p.add_argument("--sam", help="segment stage: sam2-tiny (the default; trained from scratch) or a SAM-2 folder saved by "
                    "transformers (e.g. facebook/sam2.1-hiera-tiny), whose image encoder stays frozen")
-    p.add_argument("--seg-size", type=int, default=128, help="segment stage: sam2-tiny's input side in pixels (masks come out at a quarter)")
+    p.add_argument("--seg-size", type=int, help="segment stage: sam2-tiny's input side in pixels, default 128 (masks come out at a quarter)")
     p.add_argument("--seg-frames", type=int, default=4, help="segment stage: frames per video drawn for the mask loss each step")
     p.add_argument("--rope-factor", type=int, default=1, help="linear RoPE scaling of the LM for prompts past its context")
     p.add_argument("--beta", type=float, default=0.1, help="dpo: the DPO temperature")

@@ -40,7 +40,8 @@ def boundary_f(pred: np.ndarray, truth: np.ndarray, bound_th: float = BOUND_TH) 
     a disk of ``ceil(bound_th * diagonal)`` pixels."""
     pb, tb = boundary_map(pred), boundary_map(truth)
     radius = max(1, math.ceil(bound_th * math.hypot(*pred.shape[:2])))
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = (x * x + y * y <= radius * radius).astype(np.uint8)  # skimage's disk(r), as DAVIS uses
     n_pred, n_truth = pb.sum(), tb.sum()
     if n_pred == 0 and n_truth == 0:
         return 1.0

@@ -117,7 +117,7 @@ class ReferringSegmenter(nn.Module):
         if prompts.shape[0] != image.shape[0]:
             raise ConfigError(f"{prompts.shape[0]} prompts for {image.shape[0]} images")
         norm = self.prompt[0]
-        if norm.training and len(prompts) == 1:  # one prompt has no batch statistics: use the running ones
+        if norm.training and len(torch.unique(prompts, dim=0)) < 2:  # one prompt (repeated per frame) has no batch statistics
             norm.eval()
             tokens = self.prompt(prompts.to(image.dtype))
             norm.train()

@@ -150,10 +150,15 @@ class VideoLLM(nn.Module):
 
         if SEG_TOKEN not in self.tokenizer.get_vocab():
             self.tokenizer.add_special_tokens({"additional_special_tokens": [SEG_TOKEN]})
-        if self.lm.get_input_embeddings().num_embeddings < len(self.tokenizer):
+        if self.lm.get_input_embeddings().weight.shape[0] < len(self.tokenizer):
             self.lm.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
         self.config.segmenter, self.config.seg_size = sam, image_size
         self.segmenter = ReferringSegmenter(model if model is not None else load_sam2(sam, image_size), self.lm.config.hidden_size).to(self.device)
+
+    def lm_lora_targets(self) -> list[str]:
+        """The LM's attention and MLP projections, where its LoRA goes."""
+        names = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+        return sorted({n for n, _ in self.lm.named_modules() if n.rsplit(".", 1)[-1] in names})
 
     @property
     def seg_token_id(self) -> int:
@@ -490,7 +495,7 @@ class VideoLLM(nn.Module):
         config = VideoLLMConfig.load(path / CONFIG)
         lm, tokenizer = load_lm(str(path / "lm") if (path / "lm").is_dir() else config.lm)
         tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True))
-        if lm.get_input_embeddings().num_embeddings < len(tokenizer):  # [SEG] was added to a base LM named in the config
+        if lm.get_input_embeddings().weight.shape[0] < len(tokenizer):  # [SEG] was added to a base LM named in the config
             lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         merged = False
         if (path / "lm_lora").is_dir():
@@ -503,7 +508,7 @@ class VideoLLM(nn.Module):
 
             sam = load_sam2(str(path / "segmenter"))
         model = cls(config, encoder=load_encoder(path / "encoder"), lm=lm, tokenizer=tokenizer, image_encoder=image, sam=sam)
-        model.merged_lora = merged
+        model.merged_lora = merged or (path / "lm").is_dir()  # an LM saved whole stays whole
         state = load_file(path / "connector.safetensors")
         for name in ("connector", "image_connector", "memory_bridge", "segmenter"):
             module = getattr(model, name)

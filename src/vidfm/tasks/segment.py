@@ -243,17 +243,17 @@ def set_trainable_segment(model: VideoLLM, lora_rank: int) -> None:
     from vidfm.adapt.lora import add_lora
 
     model.requires_grad_(False)
-    targets = sorted({n for n, _ in model.lm.named_modules() if n.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")})
-    add_lora(model.lm, lora_rank, 2 * lora_rank, targets, trainable_tokens=[model.seg_token_id])
+    add_lora(model.lm, lora_rank, 2 * lora_rank, model.lm_lora_targets(), trainable_tokens=[model.seg_token_id])
     model.segmenter.requires_grad_(True)
     if model.config.segmenter != "sam2-tiny":
         model.segmenter.sam.vision_encoder.requires_grad_(False)
 
 
-def train_segmenter(data, out, init, train_config: TrainConfig | None = None, sam: str = "sam2-tiny", image_size: int = 128,
+def train_segmenter(data, out, init, train_config: TrainConfig | None = None, sam: str | None = None, image_size: int | None = None,
                     frames: int = 4, lora_rank: int = 16, progress=None, resume: bool = True) -> dict:  # fmt: skip
-    """The ``segment`` stage: add ``[SEG]`` and SAM-2 to the Video-LLM ``init`` and train
-    them on the world's masks; ``OUT/best`` answers ``vidfm segment``."""
+    """The ``segment`` stage: add ``[SEG]`` and SAM-2 (``sam``, default sam2-tiny at
+    ``image_size`` 128 px) to the Video-LLM ``init`` and train them on the world's masks, or
+    train further a model that already segments; ``OUT/best`` answers ``vidfm segment``."""
     if init is None:
         raise ConfigError("the segment stage adds segmentation to a trained Video-LLM: give --init MODEL")
     out = Path(out)
@@ -262,7 +262,10 @@ def train_segmenter(data, out, init, train_config: TrainConfig | None = None, sa
     torch.manual_seed(train_config.seed)
     model = VideoLLM.from_pretrained(init, merge_lora=True)
     if model.segmenter is None:
-        model.add_segmenter(sam, image_size)
+        model.add_segmenter(sam or "sam2-tiny", image_size or 128)
+    elif (sam and sam != model.config.segmenter) or (image_size and image_size != model.config.seg_size):
+        raise ConfigError(f"{init} already segments with {model.config.segmenter} at {model.config.seg_size} px; "
+                          "leave out --sam/--seg-size to keep training it, or start from a model without a segmenter")  # fmt: skip
     set_trainable_segment(model, lora_rank)
     train_r = referring_records(data, "train", train_config.seed)
     val_r = referring_records(data, "val", train_config.seed + 1, train=False)
@@ -319,14 +322,18 @@ def refer(model: VideoLLM, video, expression: str, question: str | None = None) 
 
 
 @torch.no_grad()
-def decode_masks(model: VideoLLM, frames: np.ndarray, prompt: torch.Tensor, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def decode_masks(model: VideoLLM, frames: np.ndarray, prompt: torch.Tensor, threshold: float = 0.0, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """((N, H, W) bool masks, (N,) object scores) of ``frames`` (N, H, W, 3) uint8 with one
-    ``[SEG]`` prompt; a frame whose object score is below 0 gets an empty mask."""
+    ``[SEG]`` prompt, ``batch_size`` frames at a time; a frame whose object score is below 0
+    gets an empty mask."""
     seg = model.segmenter.eval()
-    frames = torch.from_numpy(frames)
-    logits, scores, _ = seg(_pixels(frames), prompt[None].expand(len(frames), -1))
-    masks = (upsample_logits(logits, frames.shape[1:3]) > threshold) & (scores > 0)[:, None, None]
-    return masks.cpu().numpy(), scores.cpu().numpy()
+    masks, scores = [], []
+    for s in range(0, len(frames), batch_size):
+        part = torch.from_numpy(frames[s : s + batch_size])
+        logits, score, _ = seg(_pixels(part), prompt[None].expand(len(part), -1))
+        masks.append(((upsample_logits(logits, part.shape[1:3]) > threshold) & (score > 0)[:, None, None]).cpu().numpy())
+        scores.append(score.cpu().numpy())
+    return np.concatenate(masks), np.concatenate(scores)
 
 
 @torch.no_grad()
@@ -410,8 +417,9 @@ def write_segmentation(model: VideoLLM, video, expression: str, out, gif_frames:
     info = probe(video)
     ref = refer(model, video, expression)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("[0-9][0-9][0-9][0-9][0-9].png"):
-        old.unlink()  # masks of an earlier run of a longer video must not stay behind
+    stale = [*out.glob("[0-9][0-9][0-9][0-9][0-9].png"), out / "segment.json", out / "overlay.mp4", out / "overlay.gif"]
+    for old in stale:  # nothing of an earlier run may pass for this one (segment.json is written last)
+        old.unlink(missing_ok=True)
     step = max(1, -(-info.frames // gif_frames))
     gif, rows = [], []
 
@@ -481,12 +489,19 @@ def evaluate_segmentation(model: VideoLLM, data, split: str = "test", limit: int
 
     records = referring_records(data, split, seed=1, train=False, negatives=1.0)
     videos = sorted({r["video"] for r in records})[:limit] if limit else sorted({r["video"] for r in records})
-    rows, absent, baselines = [], [], {"whole_frame": [], "moving_region": []}
+    rows, absent, skipped, baselines = [], [], {}, {"whole_frame": [], "moving_region": []}
     for video in progress(videos, "segmenting", len(videos), "video") if progress else videos:
         mine = [r for r in records if r["video"] == video]
-        with VideoReader(video) as reader:
-            frames = reader.get_frames(np.arange(len(reader)))
-        labels = read_masks(mine[0]["labels"])
+        try:
+            with VideoReader(video) as reader:
+                frames = reader.get_frames(np.arange(len(reader)))
+            labels = read_masks(mine[0]["labels"])
+        except (VideoDecodeError, ConfigError) as e:
+            skipped[video] = getattr(e, "problem", str(e))
+            continue
+        if labels.shape != frames.shape[:3]:
+            skipped[video] = f"{len(labels)} masks of {labels.shape[1:]} for {len(frames)} frames of {frames.shape[1:3]}"
+            continue
         moving = moving_region(frames)
         for r in mine:
             ref = refer(model, video, r["expression"], r["question"])
@@ -509,4 +524,4 @@ def evaluate_segmentation(model: VideoLLM, data, split: str = "test", limit: int
             "multi_object": {**mean_jf(multi), "right_object": float(np.mean([r["right_object"] for r in multi])) if multi else None},
             "answered_with_seg": float(np.mean([r["answered"] for r in rows])) if rows else None,
             "absent_refused": {"count": len(absent), "rate": float(np.mean(absent)) if absent else None},
-            "baselines": {k: mean_jf(v) for k, v in baselines.items()}, "per_video": rows}  # fmt: skip
+            "baselines": {k: mean_jf(v) for k, v in baselines.items()}, "per_video": rows, "skipped": skipped}  # fmt: skip

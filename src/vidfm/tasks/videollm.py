@@ -285,8 +285,7 @@ def set_trainable(model: VideoLLM, stage: str) -> None:
         model.lm.requires_grad_(True)
         return
     if not has_lora(model.lm):
-        targets = sorted({n for n, _ in model.lm.named_modules() if n.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")})
-        add_lora(model.lm, model.config.lora_rank, 2 * model.config.lora_rank, targets)
+        add_lora(model.lm, model.config.lora_rank, 2 * model.config.lora_rank, model.lm_lora_targets())
     for name, p in model.lm.named_parameters():
         p.requires_grad = "lora_" in name
 

@@ -90,6 +90,17 @@ def test_records_point_at_masks_that_exist(world):
         assert (labels == r["mask_id"]).any() and r["answer"] == f"Sure, {r['expression']} [SEG]."
 
 
+def test_instruction_examples_are_mixed_in_as_text(world):
+    """The segment stage keeps the LM's other skills by mixing in its instruction data."""
+    from vidfm.tasks.segment import ReferringData, instruction_mix
+
+    mix = instruction_mix(world, 6, seed=0)
+    assert len(mix) == 6 and all(r["mask_id"] is None and r["question"] and r["answer"] for r in mix)
+    data = ReferringData(mix, pixels={}, clips={r["video"]: None for r in mix}, train=True)
+    item = data[0]
+    assert len(item["frames"]) == 0 and item["messages"] == [{"role": "user", "content": mix[0]["question"]}]
+
+
 def test_the_largest_moving_region_baseline_finds_a_moving_square():
     frames = np.zeros((6, 64, 64, 3), np.uint8)
     for t in range(6):

@@ -54,6 +54,8 @@ def register_train(tsub) -> None:
                    "transformers (e.g. facebook/sam2.1-hiera-tiny), whose image encoder stays frozen")
     p.add_argument("--seg-size", type=int, help="segment stage: sam2-tiny's input side in pixels, default 128 (masks come out at a quarter)")
     p.add_argument("--seg-frames", type=int, default=4, help="segment stage: frames per video drawn for the mask loss each step")
+    p.add_argument("--seg-mix", type=float, default=1.0, help="segment stage: instruction examples (questions, captions, 'when') per "
+                   "referring example, so the LM keeps answering questions (0 = segmentation only)")
     p.add_argument("--rope-factor", type=int, default=1, help="linear RoPE scaling of the LM for prompts past its context")
     p.add_argument("--beta", type=float, default=0.1, help="dpo: the DPO temperature")
     p.add_argument("--turns", type=int, default=1, help="instruct: pack up to this many questions about one video into one conversation")
@@ -142,7 +144,7 @@ def run_train_videollm(args) -> int:
         from vidfm.tasks.segment import train_segmenter
 
         summary = train_segmenter(args.data, args.out, args.init, train_config_from(args), sam=args.sam, image_size=args.seg_size,
-                                  frames=args.seg_frames, lora_rank=args.lora_rank, progress=progress, resume=not args.fresh)  # fmt: skip
+                                  frames=args.seg_frames, lora_rank=args.lora_rank, mix=args.seg_mix, progress=progress, resume=not args.fresh)  # fmt: skip
     else:
         summary = train_videollm(args.data, args.out, config=config, stage=args.stage, init=args.init, train_config=train_config_from(args),
                                  beta=args.beta, turns=args.turns, progress=progress, resume=not args.fresh)  # fmt: skip

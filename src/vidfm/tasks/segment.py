@@ -163,10 +163,11 @@ def pixel_cache(records: list[dict], cache: Path, progress=None) -> tuple[dict, 
 
 class ReferringData(Dataset):
     """One (video, expression) per example, with ``frames`` sampled frame indices (drawn
-    again every epoch in training; spread evenly in evaluation)."""
+    again every epoch in training; spread evenly in evaluation); instruction examples
+    (``mask_id`` None) go through as text."""
 
     def __init__(self, records: list[dict], pixels: dict, clips: dict, train: bool, seed: int = 0, frames: int = 4):
-        self.records = [r for r in records if r["video"] in pixels and r["video"] in clips]
+        self.records = [r for r in records if (r["mask_id"] is None or r["video"] in pixels) and r["video"] in clips]
         if not self.records:
             raise DatasetError("none of the videos could be decoded")
         self.pixels, self.train, self.seed, self.frames, self.epoch = pixels, train, seed, frames, 0
@@ -179,6 +180,8 @@ class ReferringData(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         r = self.records[i]
+        if r["mask_id"] is None:  # an instruction example: text only
+            return {**r, "frames": np.zeros(0, int), "messages": [{"role": "user", "content": r["question"]}]}
         n = len(self.pixels[r["video"]]["frames"])
         if self.train:
             idx = np.random.default_rng((self.seed, self.epoch, i)).choice(n, size=min(self.frames, n), replace=False)
@@ -237,6 +240,20 @@ def phrase_loss(model: VideoLLM, hidden: torch.Tensor, phrases: list[str]) -> to
     return torch.stack([-logp[i, ids].mean() for i, ids in enumerate(words)]).mean()
 
 
+def instruction_mix(data, count: int, seed: int = 0) -> list[dict]:
+    """``count`` instruction examples of the world's train split (drawn without repeats while
+    there are enough), shaped like referring records without a mask."""
+    from vidfm.tasks.videollm import instruction_records
+
+    if count <= 0:
+        return []
+    pool = instruction_records(data, "train", "instruct", seed)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(pool), size=count, replace=count > len(pool))
+    return [{"video": pool[i]["video"], "question": pool[i]["question"], "answer": pool[i]["answers"][int(rng.integers(len(pool[i]["answers"])))],
+             "mask_id": None} for i in picks]  # fmt: skip
+
+
 def set_trainable_segment(model: VideoLLM, lora_rank: int) -> None:
     """LoRA on the LM's projections with the ``[SEG]`` row of its vocabulary, and SAM-2
     (a loaded SAM-2 checkpoint keeps its image encoder frozen, as in Sa2VA)."""
@@ -250,10 +267,13 @@ def set_trainable_segment(model: VideoLLM, lora_rank: int) -> None:
 
 
 def train_segmenter(data, out, init, train_config: TrainConfig | None = None, sam: str | None = None, image_size: int | None = None,
-                    frames: int = 4, lora_rank: int = 16, progress=None, resume: bool = True) -> dict:  # fmt: skip
+                    frames: int = 4, lora_rank: int = 16, mix: float = 1.0, progress=None, resume: bool = True) -> dict:  # fmt: skip
     """The ``segment`` stage: add ``[SEG]`` and SAM-2 (``sam``, default sam2-tiny at
     ``image_size`` 128 px) to the Video-LLM ``init`` and train them on the world's masks, or
-    train further a model that already segments; ``OUT/best`` answers ``vidfm segment``."""
+    train further a model that already segments; ``OUT/best`` answers ``vidfm segment``.
+    ``mix`` instruction examples (questions, captions, "when") per referring one keep the
+    LM answering questions (trained on segmentation alone it forgets: closed QA fell to 0.03
+    on the 120-video world)."""
     if init is None:
         raise ConfigError("the segment stage adds segmentation to a trained Video-LLM: give --init MODEL")
     out = Path(out)
@@ -269,11 +289,12 @@ def train_segmenter(data, out, init, train_config: TrainConfig | None = None, sa
     set_trainable_segment(model, lora_rank)
     train_r = referring_records(data, "train", train_config.seed)
     val_r = referring_records(data, "val", train_config.seed + 1, train=False)
-    clips, skipped = cached_clips([r["video"] for r in train_r + val_r], model.config, out / "clips.pt", progress)
     pixels, bad = pixel_cache(train_r + val_r, out / "frames.pt", progress)
+    train_r += instruction_mix(data, round(mix * len(train_r)), train_config.seed)
+    clips, skipped = cached_clips([r["video"] for r in train_r + val_r], model.config, out / "clips.pt", progress)
     train, val = ReferringData(train_r, pixels, clips, True, train_config.seed, frames), ReferringData(val_r, pixels, clips, False, frames=frames)
     train_config.metric, train_config.metric_mode = "mIoU", "max"
-    train_config.extra = {"task": "videollm", "stage": "segment", "data": str(data), "init": str(init), "frames": frames, "model": asdict(model.config)}
+    train_config.extra = {"task": "videollm", "stage": "segment", "data": str(data), "init": str(init), "frames": frames, "mix": mix, "model": asdict(model.config)}
 
     def loss_fn(m, batch, g):
         loss, logs, _ = _step(m, batch, clips, pixels)

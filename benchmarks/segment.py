@@ -1,14 +1,16 @@
 """Referring video object segmentation on the synthetic world: J&F against two baselines.
 
-    python benchmarks/segment.py [--model benchmarks/_data/runs/segment_more] [--splits test,compositional] [--json F]
+    python benchmarks/segment.py [--model benchmarks/_data/runs/segment_mix] [--splits test,compositional] [--json F]
 
 The model is the tiny Video-LLM of benchmarks/videollm.py with a [SEG] token and a
 sam2-tiny trained by
 
     vidfm train videollm benchmarks/_data/world_600 --stage segment --init benchmarks/_data/runs/videollm/tiny/best \
-        --out benchmarks/_data/runs/segment --epochs 24 --batch-size 8 --lr 1e-3
+        --out benchmarks/_data/runs/segment --epochs 24 --batch-size 8 --lr 1e-3 --seg-mix 0
     vidfm train videollm benchmarks/_data/world_600 --stage segment --init benchmarks/_data/runs/segment/best \
-        --out benchmarks/_data/runs/segment_more --epochs 12 --batch-size 8 --lr 5e-4
+        --out benchmarks/_data/runs/segment_more --epochs 12 --batch-size 8 --lr 5e-4 --seg-mix 0
+    vidfm train videollm benchmarks/_data/world_600 --stage segment --init benchmarks/_data/runs/segment_more/best \
+        --out benchmarks/_data/runs/segment_mix --epochs 4 --batch-size 8 --lr 5e-4 --seg-mix 1
 
 Every object of every video of a split is asked for by its shortest unique description (the
 main object's with its action), and every video once for a colour and shape it does not show.
@@ -55,7 +57,7 @@ def main() -> None:
     from vidfm.tasks.segment import evaluate_segmentation
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=str(HERE / "_data" / "runs" / "segment_more"))
+    ap.add_argument("--model", default=str(HERE / "_data" / "runs" / "segment_mix"))
     ap.add_argument("--splits", default="test,compositional")
     ap.add_argument("--json", default=str(HERE / "results" / "segment.json"))
     args = ap.parse_args()

@@ -132,12 +132,27 @@ def referring_records(data, split: str, seed: int = 0, train: bool = True, negat
 
 
 # -- frames and masks --------------------------------------------------------------------------
+def frames_and_masks(video, labels) -> tuple[np.ndarray, np.ndarray] | str:
+    """Every frame of ``video`` (T, H, W, 3) and its instance labels (T, H, W) from the mask
+    folder ``labels``, or why they cannot be used (unreadable, or not the same frames)."""
+    from vidfm.data.synthetic import read_masks
+    from vidfm.io.reader import VideoReader
+
+    try:
+        with VideoReader(video) as r:
+            frames = r.get_frames(np.arange(len(r)))
+        masks = read_masks(labels)
+    except (VideoDecodeError, ConfigError) as e:
+        return getattr(e, "problem", str(e))
+    if masks.shape != frames.shape[:3]:
+        return f"{len(masks)} masks of {masks.shape[1:]} for {len(frames)} frames of {frames.shape[1:3]}"
+    return frames, masks
+
+
 def pixel_cache(records: list[dict], cache: Path, progress=None) -> tuple[dict, dict]:
     """{video: {frames (T, H, W, 3) uint8, labels (T, H, W) uint8}} of every readable video
     (all frames at their own size), through a cache file keyed by the videos' size and
     mtime; unreadable videos, or masks that do not match them, go to the second dict."""
-    from vidfm.data.synthetic import read_masks
-    from vidfm.io.reader import VideoReader
 
     videos = sorted({r["video"] for r in records})
     labels_of = {r["video"]: r["labels"] for r in records}
@@ -145,17 +160,11 @@ def pixel_cache(records: list[dict], cache: Path, progress=None) -> tuple[dict, 
     def build():
         pixels, skipped = {}, {}
         for v in progress(videos, "frames and masks", len(videos), "video") if progress else videos:
-            try:
-                with VideoReader(v) as r:
-                    frames = r.get_frames(np.arange(len(r)))
-                labels = read_masks(labels_of[v])
-            except (VideoDecodeError, ConfigError) as e:
-                skipped[v] = getattr(e, "problem", str(e))
+            read = frames_and_masks(v, labels_of[v])
+            if isinstance(read, str):
+                skipped[v] = read
                 continue
-            if labels.shape != frames.shape[:3]:
-                skipped[v] = f"{len(labels)} masks of {labels.shape[1:]} for {len(frames)} frames of {frames.shape[1:3]}"
-                continue
-            pixels[v] = {"frames": torch.from_numpy(frames), "labels": torch.from_numpy(labels)}
+            pixels[v] = {"frames": torch.from_numpy(read[0]), "labels": torch.from_numpy(read[1])}
         return pixels, skipped
 
     return cached(cache, {"videos": file_signature(videos)}, build)
@@ -322,24 +331,32 @@ def train_segmenter(data, out, init, train_config: TrainConfig | None = None, sa
 
 # -- using a trained model ---------------------------------------------------------------------
 @torch.no_grad()
-def refer(model: VideoLLM, video, expression: str, question: str | None = None) -> dict:
+def video_features(model: VideoLLM, video) -> dict:
+    """``{features, note}``: the Video-LLM's encoding of ``video`` (its sampled frames)."""
+    c = model.config
+    clip = read_clip(video, c.num_frames, c.sample_fps, c.read_size)
+    return {"features": model.encode_video(clip["clip"][None], [clip["times"]], [clip["duration"]]), "note": clip["note"]}
+
+
+@torch.no_grad()
+def refer(model: VideoLLM, video, expression: str, question: str | None = None, seen: dict | None = None) -> dict:
     """Ask the model to segment ``expression`` in ``video``: ``{answer, prompt}`` where
     ``prompt`` is the ``[SEG]`` hidden state (D_lm,), or None when the model says the
-    video shows no such thing."""
-    c = model.config
+    video shows no such thing. ``seen``: ``video_features`` already computed (several
+    questions about one video)."""
     if not expression.strip():
         raise ConfigError("the expression is empty; say what to segment, e.g. 'the small red circle'")
     if model.segmenter is None:
-        raise ConfigError(f"this Video-LLM ({c.lm} LM) has no segmenter; train one with 'vidfm train videollm WORLD --stage segment --init MODEL'")
-    clip = read_clip(video, c.num_frames, c.sample_fps, c.read_size)
-    features = model.encode_video(clip["clip"][None], [clip["times"]], [clip["duration"]])
+        raise ConfigError(f"this Video-LLM ({model.config.lm} LM) has no segmenter; train one with 'vidfm train videollm WORLD --stage segment --init MODEL'")
+    seen = seen or video_features(model, video)
+    features = seen["features"]
     messages = [[{"role": "user", "content": question or ASK[0].format(expression.strip())}]]
     answer = model.generate(features, messages, keep_seg=True)[0]
     if SEG_TOKEN not in answer:
-        return {"answer": answer, "prompt": None, "note": clip["note"]}
+        return {"answer": answer, "prompt": None, "note": seen["note"]}
     _, hidden, _ = model.seg_hidden(features, messages, [answer])
     said = " ".join(answer.replace(SEG_TOKEN, " ").split()).rstrip(" ,.") + "."
-    return {"answer": said, "prompt": hidden[0], "note": clip["note"]}
+    return {"answer": said, "prompt": hidden[0], "note": seen["note"]}
 
 
 @torch.no_grad()
@@ -504,8 +521,6 @@ def evaluate_segmentation(model: VideoLLM, data, split: str = "test", limit: int
     several (there also whether the mask overlaps the named object more than any other),
     how often an absent thing is refused and a present one answered with ``[SEG]``, and the
     whole-frame and largest-moving-region baselines on the same objects."""
-    from vidfm.data.synthetic import read_masks
-    from vidfm.io.reader import VideoReader
     from vidfm.metrics.segmentation import mean_jf, video_jf
 
     records = referring_records(data, split, seed=1, train=False, negatives=1.0)
@@ -513,19 +528,15 @@ def evaluate_segmentation(model: VideoLLM, data, split: str = "test", limit: int
     rows, absent, skipped, baselines = [], [], {}, {"whole_frame": [], "moving_region": []}
     for video in progress(videos, "segmenting", len(videos), "video") if progress else videos:
         mine = [r for r in records if r["video"] == video]
-        try:
-            with VideoReader(video) as reader:
-                frames = reader.get_frames(np.arange(len(reader)))
-            labels = read_masks(mine[0]["labels"])
-        except (VideoDecodeError, ConfigError) as e:
-            skipped[video] = getattr(e, "problem", str(e))
+        read = frames_and_masks(video, mine[0]["labels"])
+        if isinstance(read, str):
+            skipped[video] = read
             continue
-        if labels.shape != frames.shape[:3]:
-            skipped[video] = f"{len(labels)} masks of {labels.shape[1:]} for {len(frames)} frames of {frames.shape[1:3]}"
-            continue
+        frames, labels = read
         moving = moving_region(frames)
+        seen = video_features(model, video)  # the LM's view of the video, once for all its questions
         for r in mine:
-            ref = refer(model, video, r["expression"], r["question"])
+            ref = refer(model, video, r["expression"], r["question"], seen)
             pred = decode_masks(model, frames, ref["prompt"])[0] if ref["prompt"] is not None else np.zeros(labels.shape, bool)
             if r["mask_id"] == 0:
                 absent.append(not pred.any())  # the LM refused, or SAM-2 found it on no frame

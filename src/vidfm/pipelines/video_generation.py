@@ -131,6 +131,7 @@ class VideoGenerationPipeline(DiffusionPipeline):
         for part in ("vae", "denoiser", "scheduler"):
             if not (folder / part).is_dir():
                 raise ConfigError(f"{folder}: the pipeline is incomplete (no {part}/ folder)")
+        _import_components(folder)
         try:
             return super().from_pretrained(str(folder), **kwargs)
         except (OSError, ValueError, KeyError, json.JSONDecodeError, AttributeError) as e:
@@ -329,3 +330,16 @@ def _read_json(path: Path) -> dict:
         raise ConfigError(f"{path}: missing") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e.msg})") from None
+
+
+def _import_components(folder: Path) -> None:
+    """diffusers only builds components from libraries already imported: import the vidfm
+    modules ``model_index.json`` names (a fresh process may not have loaded them yet)."""
+    import importlib
+
+    for value in _read_json(folder / "model_index.json").values():
+        if isinstance(value, list) and value and isinstance(value[0], str) and value[0].startswith("vidfm."):
+            try:
+                importlib.import_module(value[0])
+            except ImportError:
+                raise ConfigError(f"{folder}: model_index.json names {value[0]}, which this vidfm does not have") from None

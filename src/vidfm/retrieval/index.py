@@ -283,7 +283,7 @@ def _connect(db_file: Path, create: bool = False) -> sqlite3.Connection:
     if not create and not db_file.exists():
         raise CorruptIndexError(f"{db_file}: missing; the index is incomplete")
     try:
-        db = sqlite3.connect(str(db_file))
+        db = sqlite3.connect(str(db_file), check_same_thread=False)  # the server reads it from worker threads (one at a time)
         db.execute("CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, path TEXT NOT NULL, start REAL, end REAL)")
         db.execute("CREATE TABLE IF NOT EXISTS videos(path TEXT PRIMARY KEY, size INTEGER, mtime REAL, segments INTEGER)")
         db.execute("CREATE INDEX IF NOT EXISTS segments_path ON segments(path)")

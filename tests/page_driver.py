@@ -48,7 +48,7 @@ def drive(base: str, video: Path, out: Path, key: str | None = None, generate: b
         page.click("nav >> text=Ask")
         page.click("#caption")
         page.wait_for_function("document.querySelector('#caption-out').textContent.length > 0", timeout=60000)
-        page.fill("#question", "What color is the circle?")
+        page.fill("#question", "What shape is it?")
         page.click("#ask-form button")
         page.wait_for_function("document.querySelector('#answer').textContent.length > 0", timeout=60000)
         seen["caption"], seen["answer"] = page.text_content("#caption-out"), page.text_content("#answer")

@@ -6,6 +6,7 @@ job (see ``jobs``). Every error is a JSON ``{"detail": message}``; none shows a 
 import asyncio
 import base64
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -351,13 +352,22 @@ def create_app(config: ServeConfig, keys: list[str] | None = None) -> FastAPI:
         async with video_input(file, video) as (path, name):
             return {"video": name, "labels": await call("video_text", score, path)}
 
+    @functools.lru_cache(maxsize=4096)
+    def query_vector(text: str):
+        """Popular queries repeat: their embeddings are kept (the text tower is most of a search's time)."""
+        index, embedder = models.get("index")
+        index.check_model(embedder)
+        return embedder.encode_text([text])
+
+    app.state.query_cache = query_vector
+
     def hit_out(h: dict) -> dict:
         return {**{k: v for k, v in h.items() if k != "path"}, "video": Path(h["path"]).name, "url": f"/v1/segments/{h['id']}/video"}  # no server paths
 
     @v1.post("/search", summary="Find the moments of the index that a sentence describes")
     async def search_text(body: SearchText) -> dict:
         index, embedder = model("index")
-        hits = await call("index", index.search_text, embedder, body.query, body.top)
+        hits = await call("index", lambda: index.search_vectors(query_vector(body.query), body.top)[0])
         return {"query": body.query, "hits": [hit_out(h) for h in hits]}
 
     @v1.post("/search/video", summary="Find the moments of the index most like a video")

@@ -60,7 +60,7 @@ class Models:
         self.folders = {k: v for k, v in folders.items() if v}
         self.loaded: dict[str, object] = {}
         self.load_seconds: dict[str, float] = {}
-        self.locks = {k: threading.Lock() for k in MODEL_KINDS}
+        self.locks = {k: threading.Lock() for k in (*MODEL_KINDS, "text")}  # "text": the index's text tower
 
     def load_all(self) -> None:
         for kind, folder in self.folders.items():

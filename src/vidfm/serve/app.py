@@ -239,6 +239,13 @@ def create_app(config: ServeConfig, keys: list[str] | None = None) -> FastAPI:
             return {}
         return {p.name: p for p in sorted(Path(config.media).iterdir()) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES}
 
+    def media_file(name: str) -> Path | None:
+        """One media-folder video by its bare name (no listing per request; no ``../`` either)."""
+        if not config.media or name != PurePath(name).name or name.startswith(".") or PurePath(name).suffix.lower() not in VIDEO_SUFFIXES:
+            return None
+        path = Path(config.media) / name
+        return path if path.is_file() else None
+
     def check_limits(path: Path) -> None:
         from vidfm.io.probe import probe
 
@@ -260,7 +267,7 @@ def create_app(config: ServeConfig, keys: list[str] | None = None) -> FastAPI:
         if (file is None) == (not video):
             raise ApiError(400, "send one video: an upload in the multipart field 'file', or 'video' naming a file of the media folder")
         if video:
-            path = media_files().get(video)
+            path = media_file(video)
             if path is None:
                 raise ApiError(404 if config.media else 400, f"{video!r} is not a video in the media folder" if config.media else "this server has no media folder; upload the video as 'file'")
             name, scratch = video, None
@@ -315,7 +322,7 @@ def create_app(config: ServeConfig, keys: list[str] | None = None) -> FastAPI:
 
     @v1.get("/media/{name}", summary="One video of the media folder", responses={200: {"content": {"video/mp4": {}}}})
     def get_media(name: str):
-        path = media_files().get(name)
+        path = media_file(name)
         if path is None:
             raise ApiError(404, f"{name!r} is not a video in the media folder")
         return FileResponse(path)
@@ -359,7 +366,6 @@ def create_app(config: ServeConfig, keys: list[str] | None = None) -> FastAPI:
         index.check_model(embedder)
         return embedder.encode_text([text])
 
-    app.state.query_cache = query_vector
 
     def hit_out(h: dict) -> dict:
         return {**{k: v for k, v in h.items() if k != "path"}, "video": Path(h["path"]).name, "url": f"/v1/segments/{h['id']}/video"}  # no server paths
@@ -469,7 +475,7 @@ def create_app(config: ServeConfig, keys: list[str] | None = None) -> FastAPI:
                           callback_on_step_end=lambda _pipe, i, _t, _x: report(0.95 * (i + 1) / steps)).frames[0]  # fmt: skip
         out = data / "jobs" / job["id"]
         out.mkdir(parents=True, exist_ok=True)
-        fps = 8.0
+        fps = float(pipe.config.fps)  # the rate the model was trained at
         for name in ("video.mp4", "video.webm"):  # MP4 to download, WebM for any browser; each written whole, then renamed
             tmp = out / f"tmp-{name}"
             write_video(tmp, frames, fps)

@@ -63,7 +63,7 @@ class ServeConfig:
         if bad := set(server) - {"data_dir", "workers"}:
             raise ConfigError(f"{where}: unknown key(s) {sorted(bad)} under [server]")
         limits = Limits()
-        names = {f.name: f.type for f in fields(Limits)}
+        names = {f.name for f in fields(Limits)}
         for k, v in raw.get("limits", {}).items():
             if k not in names:
                 raise ConfigError(f"{where}: unknown limit {k!r}; expected one of {sorted(names)}")

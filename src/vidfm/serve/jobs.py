@@ -41,12 +41,22 @@ class JobStore:
         )
         self.lock = threading.Lock()
 
-    def _one(self, sql: str, args=()) -> dict | None:
+    def _rows(self, sql: str, args=()) -> list[dict]:
         with self.lock:
             cur = self.db.execute(sql, args)
-            row = cur.fetchone()
+            rows = cur.fetchall()
             names = [c[0] for c in cur.description] if cur.description else []
-        return dict(zip(names, row)) if row else None
+        return [dict(zip(names, row)) for row in rows]
+
+    def _one(self, sql: str, args=()) -> dict | None:
+        rows = self._rows(sql, args)
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _decoded(row: dict) -> dict:
+        row["params"] = json.loads(row["params"])
+        row["result"] = json.loads(row["result"]) if row["result"] else None
+        return row
 
     def submit(self, kind: str, params: dict, owner: str, limit: int) -> dict:
         job_id = uuid.uuid4().hex
@@ -66,15 +76,10 @@ class JobStore:
 
     def get(self, job_id: str) -> dict | None:
         row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        if row:
-            row["params"] = json.loads(row["params"])
-            row["result"] = json.loads(row["result"]) if row["result"] else None
-        return row
+        return self._decoded(row) if row else None
 
     def list(self, limit: int = 50) -> list[dict]:
-        with self.lock:
-            ids = [r[0] for r in self.db.execute("SELECT id FROM jobs ORDER BY created DESC LIMIT ?", (limit,))]
-        return [self.get(i) for i in ids]
+        return [self._decoded(r) for r in self._rows("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))]
 
     def depth(self) -> int:
         return self._one("SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued'")["n"]

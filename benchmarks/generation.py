@@ -1,28 +1,22 @@
-"""Video generation on the synthetic world, at CPU scale (9 frames, 32x32).
+"""Video generation on the synthetic world (world_gen2: 2400 videos, 30 % with camera motion).
 
-Models (trained by the exact CLI commands in benchmarks/RESULTS.md, or by ``--train``):
-  VAE       vae-tiny on world_gen's train split (x4 space, x2 time: 9x32x32 -> 5x8x8x4)
-  flow      dit-tiny, flow matching + temporal-consistency loss, on world_gen (2400 videos, seed 1)
-  epsilon   dit-tiny, epsilon prediction, same data, 100 steps: only to time DDPM/DDIM
-  lora      LoRA (rank 8) of the flow model on 40 clips restyled with a warm sepia grade
+Models are trained by the CLI commands in benchmarks/RESULTS.md ("Generation quality,
+issue 17"); this script only measures them. Parts (``--parts``, comma-separated):
 
-Measured here, on world_gen's test split and its held-out compositional split:
-  * semantic accuracy by two judges trained on world_600 (never on world_gen): the
-    R(2+1)D action classifier and the video-text retrieval model (shape / colour /
-    action among captions that change only that attribute), next to the same judges on
-    the real clips, on VAE reconstructions, and on generated clips scored against
-    another prompt's attributes (what a model that ignores the prompt would get);
-  * Fréchet distances (FVD-style on clips, FID-style on frames) with the video-text
-    R(2+1)D's features (a vidfm encoder trained on the world, not I3D/Inception),
-    projected onto their 16 leading principal components (FD_DIMS): with ~100 clips, the
-    estimate on the full 256-d features is dominated by its bias. The distance between two
-    halves of the real clips (``fvd_floor``) says what "no difference" scores;
-  * flicker and flow-warp error; PSNR/SSIM for first+last-frame interpolation against
-    the real middle frames (and a cross-fade baseline);
-  * seconds per clip and peak memory for DDPM 1000, DDIM 50/25 (epsilon model) and
-    flow-matching Euler 25 steps (flow model), one clip, guidance 4.
+  vae        the VAE ablation: each --vaes run's reconstructions judged like generated clips
+  judges     the WorldJudge ceilings: colour, shape, action, camera and trajectory judged
+             on real clips and on the VAE's reconstructions (test + compositional)
+  quality    a model on held-out test prompts and the compositional split, Euler 10/25
+             steps: judges, trajectory error, flicker, Fréchet distances (with the
+             real-vs-real floor), and the same clips judged against another prompt
+  ablation   every run named by --ablation, the same table at one setting
+  camera     --camera control: requested motion vs motion estimated in the output
+  drift      10x-length videos by windows / shared noise / keyframes: judges, colour, size
+             and sharpness against time (results/generation_drift.png)
+  storyboard 3-shot storyboards: cuts found by the shot detector, object kept or not
+  speed      seconds per clip and peak RSS: 32x32x9 and 64x64x17, 10/25 steps, and DDPM 1000
 
-    python benchmarks/generation.py [--train] [--prompts 120] [--json benchmarks/results/generation.json]
+    python benchmarks/generation.py --parts judges,quality --model benchmarks/_data/runs/gen2/p1 --json benchmarks/results/generation17.json
 """
 
 from __future__ import annotations
@@ -39,67 +33,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "_data"
-RUNS = DATA / "runs" / "gen"
-VIDFM = str(Path(sys.executable).with_name("vidfm"))
-JUDGE_CLASSIFIER = DATA / "runs" / "families" / "r2plus1d-tiny"
-JUDGE_RETRIEVAL = DATA / "runs" / "pretrain" / "contrastive"
-FD_DIMS = 16  # principal components the Fréchet distances are computed on (see frechet_distance)
-
-TRAIN = {
-    "vae": [VIDFM, "train", "vae", str(DATA / "world_gen"), "--out", str(RUNS / "vae"), "--max-steps", "1600", "--epochs", "100", "--batch-size", "16", "--lr", "1e-3",
-            "--warmup", "0.05", "--checkpoint-every", "200"],
-    "flow": [VIDFM, "train", "denoiser", str(DATA / "world_gen"), "--vae", str(RUNS / "vae"), "--out", str(RUNS / "flow"), "--denoiser", "dit-tiny",
-             "--prediction", "flow", "--max-steps", "2500", "--epochs", "1000", "--batch-size", "32", "--lr", "5e-4", "--ema", "0.99",
-             "--temporal-weight", "0.5", "--checkpoint-every", "250"],
-    # trained briefly: it exists to time DDPM / DDIM sampling (time per step does not depend on training)
-    "epsilon": [VIDFM, "train", "denoiser", str(DATA / "world_gen"), "--vae", str(RUNS / "vae"), "--out", str(RUNS / "epsilon"), "--denoiser", "dit-tiny",
-                "--prediction", "epsilon", "--max-steps", "100", "--epochs", "1000", "--batch-size", "32", "--lr", "5e-4", "--ema", "0.99", "--checkpoint-every", "250"],
-    "lora": [VIDFM, "train", "denoiser", str(DATA / "style_lora" / "captions.jsonl"), "--init", str(RUNS / "flow"), "--lora-rank", "8",
-             "--out", str(RUNS / "lora"), "--max-steps", "300", "--epochs", "1000", "--batch-size", "16", "--lr", "1e-3", "--checkpoint-every", "100"],
-}  # fmt: skip
-
-
-def style(frames: np.ndarray) -> np.ndarray:
-    """The new look the LoRA learns: a warm sepia grade."""
-    f = frames.astype(np.float32)
-    grey = f.mean(-1, keepdims=True)
-    return np.clip(0.5 * f + 0.5 * grey * np.array([1.25, 1.0, 0.65]) + np.array([30, 12, 0]), 0, 255).astype(np.uint8)
-
-
-def warmth(videos: np.ndarray) -> float:
-    """Mean red-minus-blue (0-255): how strongly a set of clips carries the style."""
-    v = np.asarray(videos, dtype=np.float32)
-    return float((v[..., 0] - v[..., 2]).mean())
-
-
-def make_style_set(n: int = 40) -> Path:
-    from vidfm.io.writer import write_video
-    from vidfm.tasks.generation_eval import real_clips, world_prompts
-
-    out = DATA / "style_lora"
-    if (out / "captions.jsonl").exists():
-        return out
-    recs = world_prompts(DATA / "world_gen", "train")[:n]
-    clips = real_clips(recs, 9, 32)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for r, c in zip(recs, clips):
-        path = out / "videos" / f"{r['video_id']}.mp4"
-        write_video(path, style(c), fps=8)
-        lines.append(json.dumps({"path": f"videos/{path.name}", "captions": r["captions"]}))
-    (out / "captions.jsonl").write_text("\n".join(lines) + "\n")
-    return out
-
-
-def train_all() -> dict:
-    seconds = {}
-    for name, cmd in TRAIN.items():
-        if name == "lora":
-            make_style_set()
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        seconds[name] = time.perf_counter() - t0
-    return seconds
+WORLD = DATA / "world_gen2"
+RUNS = DATA / "runs" / "gen2"
+JUDGE_ACTION = RUNS / "judge_action"
+FEATURES = DATA / "runs" / "pretrain" / "contrastive"  # a vidfm video-text R(2+1)D trained on world_600: Fréchet features
+FD_DIMS = 16  # principal components the Fréchet distances use (see vidfm.metrics.generation.frechet_distance)
+RESULTS = ROOT / "results"
 
 
 def sample(pipe, prompt, seed: int = 0, steps: int = 25, guidance: float = 4.0, **kw) -> np.ndarray:
@@ -107,13 +46,290 @@ def sample(pipe, prompt, seed: int = 0, steps: int = 25, guidance: float = 4.0, 
     return pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), **kw).frames
 
 
-def generate(pipe, records, batch: int = 40, **kw) -> np.ndarray:
+def generate(pipe, records, batch: int = 32, **kw) -> np.ndarray:
     return np.concatenate([sample(pipe, [r["prompt"] for r in records[s : s + batch]], seed=s, **kw) for s in range(0, len(records), batch)])
 
 
+def world_judge(frames: int, size: int):
+    """WorldJudge with a shape judge fitted on world_gen2's train clips at this geometry
+    (cached beside the runs) and the action classifier trained on world_gen2."""
+    from vidfm.tasks.generation_eval import (
+        ShapeNet,
+        WorldJudge,
+        fit_shape_judge,
+        real_clips,
+        world_prompts,
+    )
+
+    cache = RUNS / f"judge_shape_{frames}x{size}.pt"
+    model = ShapeNet()
+    if cache.exists():
+        model.load_state_dict(torch.load(cache))
+    else:
+        recs = world_prompts(WORLD, "train")
+        model = fit_shape_judge(real_clips(recs, frames, size), [r["shape"] for r in recs], [r["colour"] for r in recs])
+        torch.save(model.state_dict(), cache)
+    return WorldJudge(model, JUDGE_ACTION)
+
+
+def fd_features():
+    from vidfm.retrieval.embedder import Embedder
+
+    return Embedder(FEATURES).embed_arrays
+
+
+def clip_metrics(fake: np.ndarray, real: np.ndarray, feats) -> dict:
+    from vidfm.metrics.generation import fid, flicker, frechet_distance
+
+    return {"fvd": frechet_distance(feats(real), feats(fake), FD_DIMS), "fid": fid(real, fake, feats, FD_DIMS), "flicker": flicker(fake)}
+
+
+def reconstruct(vae, real: np.ndarray) -> np.ndarray:
+    from vidfm.pipelines.video_generation import to_model_range, to_uint8
+
+    with torch.no_grad():
+        return np.concatenate([to_uint8(vae.decode(vae.encode(torch.cat([to_model_range(v) for v in real[s : s + 32]])).mode())) for s in range(0, len(real), 32)])
+
+
+def vae_row(vae, real: np.ndarray, recs: list[dict], judge) -> dict:
+    from vidfm.metrics.generation import flicker, psnr_ssim_uint8
+
+    recon = reconstruct(vae, real)
+    return {**judge.score(recon, recs, reference=real), **dict(zip(("psnr", "ssim"), psnr_ssim_uint8(real, recon))), "flicker": flicker(recon)}
+
+
+def part_judges(pipe, n: int) -> dict:
+    from vidfm.metrics.generation import flicker, frechet_floor
+    from vidfm.tasks.generation_eval import real_clips, world_prompts
+
+    frames, size = pipe.config.num_frames, pipe.config.height
+    judge, feats = world_judge(frames, size), fd_features()
+    out = {}
+    for split in ("test", "compositional"):
+        recs = world_prompts(WORLD, split, n)
+        real = real_clips(recs, frames, size)
+        rows = {"real clips": judge.score(real, recs, reference=real), "VAE reconstructions": vae_row(pipe.vae, real, recs, judge),
+                "real clips, judged against another prompt": judge.score(real, recs[1:] + recs[:1])}  # fmt: skip
+        rows["real clips"].update(flicker=flicker(real), fvd_floor=frechet_floor(feats(real), FD_DIMS))
+        by_bg = {}
+        for bg in ("solid", "gradient", "textured"):
+            idx = [i for i, r in enumerate(recs) if r["background"] == bg and r["camera"] != "static"]
+            if idx:
+                by_bg[bg] = judge.score(real[idx], [recs[i] for i in idx]).get("camera_accuracy")
+        rows["real clips"]["camera_accuracy_moving_by_background"] = by_bg
+        out[split] = rows
+        show(f"judges on {split} ({len(recs)} clips)", rows)
+    return out
+
+
+def part_vae(vaes: list[str], n: int, frames: int = 9, size: int = 32) -> dict:
+    """The VAE ablation: what each VAE's reconstructions of the test clips keep."""
+    from vidfm.models.generative import load_vae
+    from vidfm.tasks.generation_eval import real_clips, world_prompts
+
+    judge = world_judge(frames, size)
+    recs = world_prompts(WORLD, "test", n)
+    real = real_clips(recs, frames, size)
+    rows = {"real clips": judge.score(real, recs, reference=real)}
+    for folder in vaes:
+        vae = load_vae(Path(folder) / "best")
+        rows[f"{Path(folder).name} (x{vae.spatial_factor} space, {vae.config.latent_channels} ch)"] = vae_row(vae, real, recs, judge)
+    show(f"VAE reconstructions, test ({len(recs)} clips)", rows)
+    return rows
+
+
+def part_quality(pipe, n: int, steps_list=(25, 10), splits=("test", "compositional"), sheet: Path | None = None) -> dict:
+    from vidfm.tasks.generation_eval import real_clips, world_prompts
+
+    frames, size = pipe.config.num_frames, pipe.config.height
+    judge, feats = world_judge(frames, size), fd_features()
+    out = {}
+    for split in splits:
+        recs = world_prompts(WORLD, split, n)
+        real = real_clips(recs, frames, size)
+        rows = {}
+        for steps in steps_list if split == "test" else steps_list[:1]:
+            t0 = time.perf_counter()
+            fake = generate(pipe, recs, steps=steps)
+            row = {**judge.score(fake, recs, reference=real), **clip_metrics(fake, real, feats), "seconds_per_clip": (time.perf_counter() - t0) / len(recs)}
+            rows[f"Euler {steps} steps" if pipe.config.prediction == "flow" else f"DDIM {steps} steps"] = row
+            if steps == steps_list[0]:
+                rows["the same clips, judged against another prompt"] = judge.score(fake, recs[1:] + recs[:1])
+                if sheet is not None and split == "test":
+                    save_samples(sheet, fake[:8], [r["prompt"] for r in recs[:8]])
+        out[split] = rows
+        show(f"quality on {split} ({len(recs)} prompts)", rows)
+    return out
+
+
+def save_samples(path: Path, clips: np.ndarray, prompts: list[str]) -> None:
+    from vidfm.io.writer import save_contact_sheet
+
+    t = clips.shape[1]
+    save_contact_sheet(path, np.concatenate(list(clips)), columns=t, scale=max(2, 96 // clips.shape[2]), row_labels=prompts)
+
+
+def part_ablation(runs: list[str], n: int) -> dict:
+    from vidfm.pipelines import VideoGenerationPipeline
+
+    out = {}
+    for run in runs:
+        pipe = VideoGenerationPipeline.from_pretrained(run)
+        steps = json.loads((Path(run) / "metrics.jsonl").read_text().strip().splitlines()[-1]).get("step")
+        out[Path(run).name] = {"train_steps": steps, **part_quality(pipe, n, steps_list=(25,), splits=("test",))["test"]}
+    return out
+
+
+def part_camera(pipe, per_motion: int) -> dict:
+    """Prompts of test objects on a textured background (where a camera motion is visible
+    at all), each asked with every camera motion."""
+    from vidfm.metrics.generation import CAMERA_MOTIONS, camera_motion
+    from vidfm.pipelines.long_video import with_camera
+    from vidfm.tasks.generation_eval import (
+        colour_masks,
+        object_pixels,
+        real_clips,
+        world_prompts,
+    )
+
+    recs = [r for r in world_prompts(WORLD, "test") if r["camera"] == "static"][:per_motion]
+    base = [f"{'an' if r['colour'] == 'orange' else 'a'} {r['colour']} {r['shape']} stays still on a textured background" for r in recs]
+    out, confusion = {}, {}
+    for motion in CAMERA_MOTIONS:
+        prompts = [with_camera(p, motion.replace("_", "-")) for p in base]
+        fake = np.concatenate([sample(pipe, prompts[s : s + 32], seed=s) for s in range(0, len(prompts), 32)])
+        predicted = [camera_motion(v, ignore=object_pixels(m)) for v, m in zip(fake, colour_masks(fake))]
+        out[motion] = float(np.mean([p == motion for p in predicted]))
+        confusion[motion] = {m: predicted.count(m) for m in CAMERA_MOTIONS if predicted.count(m)}
+    real_recs = [r for r in world_prompts(WORLD, "test") + world_prompts(WORLD, "val") if r["camera"] != "static" and r["background"] == "textured"]
+    real = real_clips(real_recs, pipe.config.num_frames, pipe.config.height)
+    ceiling = float(np.mean([camera_motion(v, ignore=object_pixels(m)) == r["camera"] for v, m, r in zip(real, colour_masks(real), real_recs)]))
+    result = {"accuracy_by_request": out, "mean_accuracy": float(np.mean(list(out.values()))), "confusion": confusion,
+              "real_textured_camera_clips_accuracy": ceiling, "real_clips": len(real_recs), "prompts_per_motion": len(recs)}  # fmt: skip
+    print("\n[camera control]", json.dumps(result, indent=1))
+    return result
+
+
+def part_drift(pipe, prompts: int, length_factor: int = 10) -> dict:
+    """Per method, judges and object statistics in every window-length segment of a long
+    video, against the segment's index (time)."""
+    from vidfm.metrics.generation import sharpness
+    from vidfm.pipelines.long_video import LONG_METHODS, long_video
+    from vidfm.tasks.generation_eval import (
+        COLOUR_NAMES,
+        colour_masks,
+        min_pixels,
+        world_prompts,
+    )
+
+    judge = world_judge(pipe.config.num_frames, pipe.config.height)
+    recs = [r for r in world_prompts(WORLD, "test") if r["camera"] == "static" and r["action"] == "stay_still"][:prompts]
+    recs += [r for r in world_prompts(WORLD, "test") if r["camera"] == "static" and r["action"] in ("move_left", "move_right", "rotate")][: max(0, prompts - len(recs))]
+    t = pipe.config.num_frames
+    total = length_factor * t
+    out = {}
+    for method in LONG_METHODS:
+        t0 = time.perf_counter()
+        videos = np.stack([long_video(pipe, r["prompt"], total, method=method, seed=i) for i, r in enumerate(recs)])
+        seconds = time.perf_counter() - t0
+        segs = [videos[:, s : s + t] for s in range(0, total - t + 1, t)]
+        colour_ok, shape_ok, colour_dev, area_ratio = [], [], [], []
+        first_rgb, first_area = None, None
+        for seg in segs:
+            masks = colour_masks(seg)
+            cidx = np.array([COLOUR_NAMES.index(r["colour"]) for r in recs])
+            own = masks == cidx[:, None, None, None]
+            shown = own.sum((2, 3)) >= min_pixels(seg.shape[3])
+            colour_ok.append(float((shown.sum(1) >= max(1, t // 3)).mean()))
+            shapes = judge.predict_shapes(masks, list(cidx))
+            shape_ok.append(float(np.mean([s == r["shape"] for s, r in zip(shapes, recs)])))
+            # mean colour of the object (all its pixels, before the palette snap) and its mean area
+            rgb = np.array([seg[i][own[i]].mean(0) if own[i].any() else np.full(3, np.nan) for i in range(len(recs))])
+            area = own.sum((1, 2, 3)) / t
+            if first_rgb is None:
+                first_rgb, first_area = rgb, np.maximum(area, 1)
+            colour_dev.append(float(np.nanmean(np.linalg.norm(rgb - first_rgb, axis=1))))
+            area_ratio.append(float(np.mean(area / first_area)))
+        sharp = sharpness(videos).mean(0)
+        consistent = [c * s for c, s in zip(colour_ok, shape_ok)]
+        out[method] = {"colour_shown": colour_ok, "shape_correct": shape_ok, "object_colour_shift": colour_dev, "object_area_ratio": area_ratio,
+                       "sharpness_by_frame": sharp.tolist(), "attribute_consistency": float(np.mean([min(c, s) for c, s in zip(colour_ok, shape_ok)])),
+                       "both_correct_by_segment": consistent, "seconds_per_video": seconds / len(recs), "frames": total}  # fmt: skip
+        print(f"[drift] {method:13s} consistency={out[method]['attribute_consistency']:.3f} colour={np.round(colour_ok, 2).tolist()} "
+              f"shape={np.round(shape_ok, 2).tolist()} area={np.round(area_ratio, 2).tolist()} {seconds / len(recs):.1f} s/video")  # fmt: skip
+        if method == "keyframes":
+            save_samples(RESULTS / "generation_long_keyframes.png", videos[:3, :: max(1, total // 30)], [r["prompt"] for r in recs[:3]])
+    plot_drift(out, RESULTS / "generation_drift.png", t)
+    return out
+
+
+def plot_drift(out: dict, path: Path, t: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    panels = [("colour_shown", "prompted colour shown"), ("shape_correct", "prompted shape (judge)"), ("object_area_ratio", "object area / first window's")]
+    for method, r in out.items():
+        for ax, (key, title) in zip(axes, panels):
+            ax.plot(np.arange(len(r[key])) + 1, r[key], marker="o", label=method)
+            ax.set_title(title)
+            ax.set_xlabel(f"window ({t} frames each)")
+        axes[3].plot(r["sharpness_by_frame"], label=method)
+    axes[3].set_title("sharpness (Laplacian variance)")
+    axes[3].set_xlabel("frame")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def part_storyboard(pipe, boards: int) -> dict:
+    """Boards of 3 shots: A, then A's object doing something else (same_object), then B.
+    Measured: cuts the shot detector (TransNetV2, as 'vidfm shots') finds within 1 frame,
+    and whether shot 2 keeps shot 1's object (judged shape equal, area ratio)."""
+    import tempfile
+
+    from vidfm.io.writer import write_video
+    from vidfm.pipelines.long_video import storyboard
+    from vidfm.shots.detect import detect_shots
+    from vidfm.tasks.generation_eval import COLOUR_NAMES, colour_masks, world_prompts
+
+    judge = world_judge(pipe.config.num_frames, pipe.config.height)
+    recs = [r for r in world_prompts(WORLD, "test") if r["camera"] == "static"]
+    out = {}
+    for keep in (True, False):
+        found, same_shape, ratios = [], [], []
+        for b in range(boards):
+            a, other = recs[2 * b], recs[2 * b + 1]
+            second = f"{'an' if a['colour'] == 'orange' else 'a'} {a['colour']} {a['shape']} {'stays still' if a['action'] != 'stay_still' else 'moves to the right'}"
+            shots = [{"prompt": a["prompt"]}, {"prompt": second, "same_object": keep}, {"prompt": other["prompt"]}]
+            video, ranges = storyboard(pipe, shots, seed=100 * b)
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d) / "film.mp4"
+                write_video(path, video, fps=pipe.config.fps)
+                detected = detect_shots(path)
+            starts = [s for s, _ in detected.ranges[1:]]
+            truth = [r[0] for r in ranges[1:]]
+            found.append(sum(any(abs(s - c) <= 1 for s in starts) for c in truth) / len(truth))
+            c = COLOUR_NAMES.index(a["colour"])
+            s1, s2 = (video[r[0] : r[1] + 1][None] for r in ranges[:2])
+            p1, p2 = judge.predict_shapes(colour_masks(s1), [c])[0], judge.predict_shapes(colour_masks(s2), [c])[0]
+            same_shape.append(p1 is not None and p1 == p2)
+            a1, a2 = (float((colour_masks(s) == c).sum()) / s.shape[1] for s in (s1, s2))
+            ratios.append(min(a1, a2) / max(a1, a2, 1.0))
+            if b == 0 and keep:
+                save_samples(RESULTS / "generation_storyboard.png", np.stack([video[r[0] : r[0] + pipe.config.num_frames] for r in ranges]), [s["prompt"] for s in shots])
+        out["same_object" if keep else "fresh noise per shot"] = {"cut_recall": float(np.mean(found)), "shot2_same_shape": float(np.mean(same_shape)),
+                                                                  "shot2_area_ratio": float(np.mean(ratios)), "boards": boards}  # fmt: skip
+    print("\n[storyboard]", json.dumps(out, indent=1))
+    return out
+
+
 def speed_row(run: Path, scheduler: str, steps: int) -> dict:
-    """Seconds per clip and peak RSS, in a fresh process (RSS of the whole process: weights,
-    libraries and activations; the load-only baseline is measured the same way)."""
+    """Seconds per clip and peak RSS, in a fresh process (RSS of the whole process:
+    weights, libraries and activations; the load-only baseline is measured the same way)."""
     code = f"""
 import json, resource, time, torch
 torch.set_num_threads(2)
@@ -130,131 +346,64 @@ print(json.dumps({{"seconds_per_clip": (time.perf_counter() - t) / n, "peak_rss_
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def part_speed(models: dict[str, tuple[str, str, list[int]]]) -> dict:
+    rows = {}
+    for name, (run, scheduler, steps_list) in models.items():
+        for steps in steps_list:
+            rows[f"{name}, {scheduler} {steps}"] = speed_row(Path(run), scheduler, steps)
+    print("\n[speed, 1 clip, guidance 4, 2 CPU cores]")
+    for k, r in rows.items():
+        print(f"  {k:45s} {r['seconds_per_clip']:.3f} s/clip, peak RSS {r['peak_rss_mb']:.0f} MB (after load {r['load_rss_mb']:.0f} MB)")
+    return rows
+
+
+def show(title: str, rows: dict) -> None:
+    print(f"\n[{title}]")
+    keys = ("colour_accuracy", "shape_accuracy", "action_accuracy", "camera_accuracy", "trajectory_error_px", "trajectory_error_still_px", "fvd", "fid", "fvd_floor", "flicker", "psnr")
+    for k, r in rows.items():
+        print(f"  {k:48s} " + " ".join(f"{m.replace('_accuracy', '')}={r[m]:.3f}" for m in keys if isinstance(r.get(m), float)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", action="store_true", help="run the training commands first (resume where they stopped)")
-    ap.add_argument("--prompts", type=int, default=120)
-    ap.add_argument("--guidance", type=float, default=4.0)
-    ap.add_argument("--parts", default="quality,speed", help="comma-separated: quality (judges, distances, interpolation, LoRA), speed")
+    ap.add_argument("--model", default=str(RUNS / "main"), help="the generation pipeline to measure")
+    ap.add_argument("--parts", default="judges,quality", help="comma-separated: judges, quality, ablation, camera, drift, storyboard, speed")
+    ap.add_argument("--prompts", type=int, default=96)
+    ap.add_argument("--vaes", nargs="*", default=[], help="VAE run folders compared by --parts vae")
+    ap.add_argument("--ablation", nargs="*", default=[], help="run folders compared in the ablation")
+    ap.add_argument("--speed", nargs="*", default=[], help="NAME=RUN:SCHEDULER:STEPS,STEPS entries for the speed table")
     ap.add_argument("--json")
     args = ap.parse_args()
-    parts = set(args.parts.split(","))
-    import torch
-
-    from vidfm.metrics.generation import (
-        fid,
-        flicker,
-        flow_warp_error,
-        frechet_distance,
-        frechet_floor,
-        psnr_ssim_uint8,
-    )
-    from vidfm.models.generative import load_vae
+    torch.set_num_threads(2)
     from vidfm.pipelines import VideoGenerationPipeline
-    from vidfm.pipelines.video_generation import to_model_range, to_uint8
-    from vidfm.retrieval.embedder import Embedder
-    from vidfm.tasks.generation_eval import SemanticJudge, real_clips, world_prompts
 
-    results: dict = {"train_seconds": train_all() if args.train else None}
+    parts = set(args.parts.split(","))
+    results: dict = {"model": args.model, "command": " ".join(sys.argv)}
+    pipe = VideoGenerationPipeline.from_pretrained(args.model) if parts - {"ablation", "speed", "vae"} else None
+    RESULTS.mkdir(exist_ok=True)
+    if "judges" in parts:
+        results["judges"] = part_judges(pipe, args.prompts)
+    if "quality" in parts:
+        results["quality"] = part_quality(pipe, args.prompts, sheet=RESULTS / f"generation_samples_{pipe.config.height}.png")
+    if "vae" in parts:
+        results["vae"] = part_vae(args.vaes, args.prompts)
+    if "ablation" in parts:
+        results["ablation"] = part_ablation(args.ablation, args.prompts)
+    if "camera" in parts:
+        results["camera"] = part_camera(pipe, 12)
+    if "drift" in parts:
+        results["drift"] = part_drift(pipe, 8)
+    if "storyboard" in parts:
+        results["storyboard"] = part_storyboard(pipe, 8)
     if "speed" in parts:
-        results["speed"] = speed_table()
-    if "quality" not in parts:
-        return save(results, args.json)
-    judge = SemanticJudge(JUDGE_CLASSIFIER, JUDGE_RETRIEVAL)
-    feats = Embedder(JUDGE_RETRIEVAL).embed_arrays
-    vae = load_vae(RUNS / "vae" / "best")
-
-    def reconstruct(videos):
-        with torch.no_grad():
-            return np.concatenate([to_uint8(vae.decode(vae.encode(torch.cat([to_model_range(v) for v in videos[s : s + 32]])).mode())) for s in range(0, len(videos), 32)])
-
-    pipes = {"flow": VideoGenerationPipeline.from_pretrained(RUNS / "flow")}
-    for split in ("test", "compositional"):
-        recs = world_prompts(DATA / "world_gen", split, args.prompts)
-        real = real_clips(recs, 9, 32)
-        recon = reconstruct(real)
-        shuffled = recs[1:] + recs[:1]
-        rows = {"real clips": judge.score(real, recs), "VAE reconstructions": judge.score(recon, recs)}
-        psnr, ssim = psnr_ssim_uint8(real, recon)
-        rows["VAE reconstructions"].update(psnr=psnr, ssim=ssim)
-        real_feats = feats(real)
-        for steps in (25, 10, 50) if split == "test" else (25,):
-            t0 = time.perf_counter()
-            fake = generate(pipes["flow"], recs, steps=steps, guidance=args.guidance)
-            seconds = time.perf_counter() - t0
-            row = judge.score(fake, recs)
-            row.update(fvd=frechet_distance(real_feats, feats(fake), FD_DIMS), fid=fid(real, fake, feats, FD_DIMS), flicker=flicker(fake),
-                       flow_warp_error=flow_warp_error(fake), seconds_per_clip=seconds / len(recs))  # fmt: skip
-            rows[f"flow DiT, Euler {steps} steps"] = row
-            if steps != 25:
-                continue
-            rows["flow DiT, judged against another prompt"] = judge.score(fake, shuffled)
-            if split == "test":
-                from vidfm.io.writer import save_contact_sheet
-
-                save_contact_sheet(ROOT / "results" / "generation_samples.png", np.concatenate(fake[:8]), columns=9, scale=2,
-                                   labels=[r["prompt"][-14:] if i == 0 else "" for r in recs[:8] for i in range(9)])  # fmt: skip
-        # "no difference" at this sample size: two halves of the real clips (the estimate's bias)
-        rows["real clips"].update(fvd_to_recon=frechet_distance(real_feats, feats(recon), FD_DIMS), fvd_floor=frechet_floor(real_feats, FD_DIMS),
-                                  flicker=flicker(real), flow_warp_error=flow_warp_error(real))  # fmt: skip
-        results[split] = rows
-        print(f"\n[{split}] {len(recs)} prompts")
-        for k, r in rows.items():
-            extra = " ".join(f"{m}={r[m]:.3f}" for m in ("fvd", "fid", "fvd_floor", "flicker", "flow_warp_error", "psnr", "ssim") if m in r)
-            print(f"  {k:45s} action(cls)={r['classifier_action_accuracy']:.3f} shape={r['retrieval_shape_accuracy']:.3f} "
-                  f"colour={r['retrieval_colour_accuracy']:.3f} action(ret)={r['retrieval_action_accuracy']:.3f} all={r['retrieval_all_accuracy']:.3f} {extra}")  # fmt: skip
-
-    # first + last frame -> video: PSNR/SSIM of the 7 middle frames against the real ones
-    recs = world_prompts(DATA / "world_gen", "test", args.prompts)
-    real = real_clips(recs, 9, 32)
-    pipe = pipes["flow"]
-    flf = np.stack([sample(pipe, r["prompt"], seed=i, guidance=args.guidance, image=v[0], last_image=v[-1])[0] for i, (r, v) in enumerate(zip(recs, real))])
-    i2v = np.stack([sample(pipe, r["prompt"], seed=i, guidance=args.guidance, image=v[0])[0] for i, (r, v) in enumerate(zip(recs, real))])
-    w = np.linspace(0, 1, 9)[None, :, None, None, None]
-    fade = (real[:, :1] * (1 - w) + real[:, -1:] * w).round().astype(np.uint8)
-    results["interpolation"] = {
-        "first+last frame (flow DiT)": dict(zip(("psnr", "ssim"), psnr_ssim_uint8(real[:, 1:-1], flf[:, 1:-1]))),
-        "image to video (flow DiT)": dict(zip(("psnr", "ssim"), psnr_ssim_uint8(real[:, 1:-1], i2v[:, 1:-1]))),
-        "cross-fade baseline": dict(zip(("psnr", "ssim"), psnr_ssim_uint8(real[:, 1:-1], fade[:, 1:-1]))),
-        "first frame held (baseline)": dict(zip(("psnr", "ssim"), psnr_ssim_uint8(real[:, 1:-1], np.repeat(real[:, :1], 7, 1)))),
-    }
-    results["interpolation"]["first+last frame (flow DiT)"].update(judge.score(flf, recs))
-    print("\n[interpolation, test]", json.dumps(results["interpolation"], indent=1))
-
-    # LoRA style adaptation
-    if (RUNS / "lora" / "best").exists():
-        lora = VideoGenerationPipeline.from_pretrained(RUNS / "lora")
-        recs = world_prompts(DATA / "world_gen", "test", 48)
-        base_v, lora_v = generate(pipes["flow"], recs, steps=25, guidance=args.guidance), generate(lora, recs, steps=25, guidance=args.guidance)
-        styled_real = style(real_clips(recs, 9, 32))
-        results["lora"] = {
-            "warmth (R-B): real styled clips": warmth(styled_real), "warmth: base model": warmth(base_v), "warmth: LoRA model": warmth(lora_v),
-            "judge on base": judge.score(base_v, recs), "judge on LoRA": judge.score(lora_v, recs),
-            "adapter_bytes": sum(p.stat().st_size for p in (RUNS / "lora" / "best" / "lora").iterdir()),
-            "base_denoiser_bytes": sum(p.stat().st_size for p in (RUNS / "flow" / "best" / "denoiser").iterdir()),
-        }  # fmt: skip
-        print("\n[LoRA]", json.dumps({k: v for k, v in results["lora"].items() if not isinstance(v, dict)}, indent=1))
-
-    save(results, args.json)
-
-
-def save(results: dict, path: str | None) -> None:
-    if path:
-        Path(path).write_text(json.dumps(results, indent=2, default=float))
-
-
-def speed_table() -> dict:
-    rows = {
-        "DDPM 1000 (epsilon)": speed_row(RUNS / "epsilon", "ddpm", 1000),
-        "DDIM 50 (epsilon)": speed_row(RUNS / "epsilon", "ddim", 50),
-        "DDIM 25 (epsilon)": speed_row(RUNS / "epsilon", "ddim", 25),
-        "flow-matching Euler 25 (flow)": speed_row(RUNS / "flow", "euler", 25),
-    }
-    base = rows["DDPM 1000 (epsilon)"]["seconds_per_clip"]
-    print("\n[speed, 1 clip 9x32x32, guidance 4, 2 CPU cores]")
-    for k, r in rows.items():
-        print(f"  {k:32s} {r['seconds_per_clip']:.3f} s/clip ({base / r['seconds_per_clip']:.0f}x faster than DDPM 1000), peak RSS {r['peak_rss_mb']:.0f} MB (after load {r['load_rss_mb']:.0f} MB)")
-    return rows
+        models = {}
+        for entry in args.speed:
+            name, spec = entry.split("=", 1)
+            run, scheduler, steps = spec.split(":")
+            models[name] = (run, scheduler, [int(s) for s in steps.split(",")])
+        results["speed"] = part_speed(models)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
 
 
 if __name__ == "__main__":

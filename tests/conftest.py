@@ -9,6 +9,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests check behaviour, not speed: no per-example deadline (a loaded CI machine
+# would otherwise fail them at random).
+settings.register_profile("vidfm", deadline=None)
+settings.load_profile("vidfm")
 
 from vidfm.data.synthetic import burn_frame_code
 from vidfm.io.writer import write_video

@@ -468,3 +468,137 @@ def test_few_samples_of_many_dimensions_bias_the_frechet_distance_and_projection
     assert frechet_floor(real) > frechet_floor(real, dims=8) > 0
     with pytest.raises(ConfigError, match="dims must be in"):
         frechet_distance(real, same, dims=300)
+
+
+# -- issue 17: judges from the world's ground truth, camera, storyboard, long video -------------
+def _world_clips(n, seed, camera_fraction=0.0, size=32, frames=9):
+    """``n`` rendered world clips (the main object's action span) at ``size``, and their specs."""
+    from vidfm.data.synthetic import WorldConfig, _plan, render_video, sample_video_spec
+
+    cfg = WorldConfig(videos=n, seed=seed, multishot_fraction=0.0, compositional_fraction=0.0, camera_motion_fraction=camera_fraction)
+    plans, clips, specs = _plan(cfg), [], []
+    for i in range(n):
+        spec = sample_video_spec(cfg, i, plans[i])
+        video = render_video(spec)
+        idx = np.linspace(0, len(video) - 1, frames).round().astype(int)
+        clips.append(np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in video[idx]]))
+        specs.append(spec)
+    return np.stack(clips), specs
+
+
+def test_world_judges_read_colour_shape_and_trajectory_from_pixels():
+    from vidfm.tasks.generation_eval import WorldJudge, fit_shape_judge
+
+    train, train_specs = _world_clips(160, seed=11)
+    test, specs = _world_clips(40, seed=12)
+    shape = fit_shape_judge(train, [s.shots[0].main.shape for s in train_specs], [s.shots[0].main.colour for s in train_specs], epochs=25)
+    recs = [{"shape": s.shots[0].main.shape, "colour": s.shots[0].main.colour} for s in specs]
+    judge = WorldJudge(shape)
+    real = judge.score(test, recs, reference=test)
+    assert real["colour_accuracy"] >= 0.95 and real["shape_accuracy"] >= 0.8
+    assert real["trajectory_error_px"] == 0.0 and real["trajectory_error_still_px"] > 0.5
+    # another prompt's colour is (almost) never there, and a grey clip shows nothing
+    from vidfm.data.synthetic import COLOURS
+
+    absent = lambda s: next(c for c in COLOURS if all(c not in (o.colour, o.new_colour) for o in s.shots[0].objects))  # noqa: E731
+    wrong = [{**r, "colour": absent(s)} for r, s in zip(recs, specs)]
+    assert judge.score(test, wrong)["colour_accuracy"] <= 0.1
+    grey = np.full_like(test, 60)
+    assert judge.score(grey, recs)["colour_accuracy"] == 0.0 and judge.score(grey, recs)["shape_accuracy"] == 0.0
+
+
+def test_camera_motion_is_recovered_from_the_background():
+    from vidfm.metrics.generation import camera_motion
+    from vidfm.tasks.generation_eval import colour_masks, object_pixels
+
+    clips, specs = _world_clips(120, seed=5, camera_fraction=0.6)
+    pairs = [(camera_motion(c, ignore=object_pixels(m)), s.shots[0].camera) for c, m, s in zip(clips, colour_masks(clips), specs) if s.shots[0].background == "textured"]
+    moving = [p == t for p, t in pairs if t != "static"]
+    still = [p == t for p, t in pairs if t == "static"]
+    assert len(moving) >= 10 and np.mean(moving) >= 0.8 and np.mean(still) >= 0.6
+    # a translation we make ourselves: content moving right = the camera panning left
+    rng = np.random.default_rng(0)
+    big = (rng.random((48, 80, 3)) * 255).astype(np.uint8).repeat(2, 0).repeat(2, 1)
+    pan = np.stack([big[20:52, 40 - 2 * k : 72 - 2 * k] for k in range(9)])
+    assert camera_motion(pan) == "pan_left" and camera_motion(pan[::-1]) == "pan_right"
+    assert camera_motion(np.repeat(pan[:1], 9, 0)) == "static"
+
+
+def test_storyboards_are_checked_and_keep_the_object_when_asked(gen_runs, capsys, tmp_path):
+    from vidfm.pipelines import VideoGenerationPipeline
+    from vidfm.pipelines.long_video import read_storyboard, storyboard
+
+    bad = {"missing.json": None, "empty.json": "[]", "noprompt.json": '[{"windows": 2}]', "key.json": '[{"prompt": "a", "colour": "red"}]',
+           "camera.json": '[{"prompt": "a", "camera": "orbit"}]', "first.json": '[{"prompt": "a", "same_object": true}]', "json.json": "[{"}  # fmt: skip
+    messages = ["no such storyboard", "non-empty list of shots", "needs a non-empty \"prompt\"", "unknown keys ['colour']", "unknown camera 'orbit'",
+                "shot 1 cannot keep the object", "not valid JSON"]  # fmt: skip
+    for (name, text), message in zip(bad.items(), messages):
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            read_storyboard(tmp_path / name)
+    pipe = VideoGenerationPipeline.from_pretrained(gen_runs / "den")
+    shots = [{"prompt": "a red circle moves left"}, {"prompt": "a red circle moves left", "same_object": True}, {"prompt": "a red circle moves left"}]
+    video, ranges = storyboard(pipe, shots, num_inference_steps=2)
+    assert ranges == [(0, 4), (5, 9), (10, 14)] and video.shape == (15, 16, 16, 3)
+    assert np.array_equal(video[0:5], video[5:10])  # the same object: the same noise
+    assert not np.array_equal(video[0:5], video[10:15])  # a new shot: new noise
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps({"shots": [{"prompt": "a red circle moves left", "windows": 2}, {"prompt": "a blue square", "camera": "zoom-in"}]}))
+    code, out, err = run(capsys, "generate", "--storyboard", board, "--model", gen_runs / "den", "--out", tmp_path / "film.mp4", "--steps", "2", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["shots"] == [[0, 8], [9, 13]] and res["outputs"][0]["frames"] == 14
+    code, _, err = run(capsys, "generate", "a circle", "--storyboard", board, "--model", gen_runs / "den", "--out", tmp_path / "x.mp4")
+    assert code == 1 and "one of the two" in err
+
+
+@pytest.mark.parametrize("method", ["windows", "shared-noise", "keyframes"])
+def test_long_videos_by_each_method_have_the_asked_length(gen_runs, capsys, tmp_path, method):
+    code, out, err = run(capsys, "generate", "a red circle", "--model", gen_runs / "den", "--out", tmp_path / "long.mp4", "--steps", "2",
+                         "--frames", "23", "--long-method", method, "--camera", "pan-left", "--fps", "4", "--json")  # fmt: skip
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["outputs"][0]["frames"] == 23 and res["outputs"][0]["fps"] == 4 and res["prompt"] == "a red circle as the camera pans left"
+    from vidfm.io import VideoReader
+
+    with VideoReader(tmp_path / "long.mp4") as r:
+        assert len(r) == 23 and abs(r.fps - 4) < 1e-6
+
+
+def test_generating_at_another_size_and_bad_control_values(gen_runs, capsys, tmp_path):
+    code, out, err = run(capsys, "generate", "a red circle", "--model", gen_runs / "den", "--out", tmp_path / "big.mp4", "--steps", "2", "--size", "32", "--json")
+    assert code == 0, err
+    from vidfm.io import VideoReader
+
+    with VideoReader(tmp_path / "big.mp4") as r:
+        assert r.get_frames([0]).shape == (1, 32, 32, 3)
+    for args, message in ((["--size", "18"], "divisible by the VAE's spatial factor"), (["--frames", "3"], "at least the model's clip length"),
+                          (["--fps", "0"], "--fps must be > 0")):  # fmt: skip
+        code, _, err = run(capsys, "generate", "x", "--model", gen_runs / "den", "--out", tmp_path / "o.mp4", *args)
+        assert code == 1 and message in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as e:
+        run(capsys, "generate", "x", "--model", gen_runs / "den", "--out", tmp_path / "o.mp4", "--camera", "orbit")
+    assert e.value.code == 2 and "invalid choice: 'orbit'" in capsys.readouterr().err
+
+
+def test_min_snr_weighting_changes_the_loss_only_where_it_applies():
+    x0 = torch.randn(4, 4, 3, 4, 4)
+    batch = {"latents": x0, "last": x0[:, :, -1:], "text": torch.randn(4, 2, 16), "text_mask": torch.ones(4, 2, dtype=torch.bool)}
+    model = tiny_denoiser("dit-tiny", latent_channels=4)
+    plain = DiffusionObjective(prediction="epsilon")(model, batch, torch.Generator().manual_seed(0))[0]
+    weighted = DiffusionObjective(prediction="epsilon", snr_gamma=5.0)(model, batch, torch.Generator().manual_seed(0))[0]
+    assert torch.isfinite(weighted) and not torch.isclose(plain, weighted)
+    with pytest.raises(ConfigError, match="--snr-gamma needs"):
+        DiffusionObjective(prediction="flow", snr_gamma=5.0)
+
+
+def test_contact_sheet_row_labels_are_not_cut_to_a_frame():
+    from vidfm.io.writer import contact_sheet
+
+    frames = np.zeros((6, 16, 16, 3), np.uint8)
+    plain = contact_sheet(frames, columns=3)
+    labelled = contact_sheet(frames, columns=3, row_labels=["a long prompt that is much wider than a frame", "second"])
+    assert labelled.height == plain.height + 2 * 12
+    strip = np.asarray(labelled)[2:12, 20:]  # the first row's label runs past the first frame
+    assert (strip > 100).any()

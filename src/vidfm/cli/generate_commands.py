@@ -19,7 +19,7 @@ def register_train(tsub) -> None:
                                      "the main object's action; or any folder of videos). Validation PSNR/SSIM pick OUT/best."))  # fmt: skip
     v.add_argument("data", help="synthetic world, captions .jsonl or folder of videos")
     v.add_argument("--out", required=True, help="run folder")
-    v.add_argument("--preset", default="vae-tiny", help="vae-tiny (x4 space, x2 time) or vae-base (x8 space, x4 time)")
+    v.add_argument("--preset", default="vae-tiny", help="vae-tiny (x4 space, x2 time), vae-tiny-x2 (x2 space, x2 time: keeps small objects) or vae-base (x8 space, x4 time)")
     v.add_argument("--init", help="continue from a saved VAE folder")
     v.add_argument("--frames", type=int, default=9, help="frames per clip: 1 + a multiple of the temporal factor (default 9)")
     v.add_argument("--size", type=int, default=32, help="square frame size (default 32)")
@@ -45,6 +45,8 @@ def register_train(tsub) -> None:
     d.add_argument("--size", type=int, help="frame size (default: the VAE's training size)")
     d.add_argument("--fps", type=int, default=8, help="frame rate written into generated videos")
     d.add_argument("--temporal-weight", type=float, default=0.0, help="weight of the temporal-consistency loss")
+    d.add_argument("--snr-gamma", type=float, help="Min-SNR-gamma loss weighting, e.g. 5 (epsilon / v_prediction only)")
+    d.add_argument("--patch-size", type=int, help="spatial patch size of a DiT / U-ViT (default: the preset's; 1 = finest tokens, ~4x the cost of 2)")
     d.add_argument("--text-dropout", type=float, default=0.1, help="share of captions dropped for classifier-free guidance")
     d.add_argument("--init", help="a pipeline to fine-tune (with --lora-rank)")
     d.add_argument("--lora-rank", type=int, help="LoRA rank on the attention projections (needs --init)")
@@ -55,15 +57,25 @@ def register_train(tsub) -> None:
 
 
 def register(sub) -> None:
-    g = sub.add_parser("generate", help="generate a video from text, a first frame, or first and last frames",
-                       description="Sample a video with a pipeline from 'vidfm train denoiser'. The same --seed gives the same video.")
-    g.add_argument("prompt", help="what the video shows, e.g. 'a small red circle moves left'")
+    g = sub.add_parser("generate", help="generate a video from text, a first frame, first and last frames, or a storyboard",
+                       description=("Sample a video with a pipeline from 'vidfm train denoiser'. The same --seed gives the same video. "
+                                    "--camera adds a camera motion, --frames makes a long video (--long-method), --storyboard "
+                                    "makes one video of several shots joined by cuts."))  # fmt: skip
+    g.add_argument("prompt", nargs="?", help="what the video shows, e.g. 'a small red circle moves left' (not with --storyboard)")
     g.add_argument("--model", required=True, help="pipeline folder (a 'vidfm train denoiser' run)")
     g.add_argument("--out", required=True, help="output .mp4 or .gif (a contact sheet .png is written beside it)")
     g.add_argument("--image", help="first frame (PNG, RGB, the model's size): image to video")
     g.add_argument("--last", help="last frame (with --image): first+last frame to video")
     g.add_argument("--continue", dest="extend", help="a video to continue from its last frame")
     g.add_argument("--windows", type=int, default=1, help="windows to generate, each continuing the last frame (long videos)")
+    g.add_argument("--frames", type=int, help="total frames: more than the model's clip makes a long video by --long-method")
+    g.add_argument("--long-method", default="keyframes", choices=["windows", "shared-noise", "keyframes"],
+                   help="how a long video is made: windows continuing the last frame, the same with shared noise, or keyframes then in-betweens (default; least drift)")  # fmt: skip
+    g.add_argument("--camera", choices=["static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out"],
+                   help="camera motion (a model trained on a world with --camera-motion learns it from the captions)")  # fmt: skip
+    g.add_argument("--storyboard", help="a JSON list of shots {prompt, windows?, camera?, seed?, same_object?}: one video with a cut between shots")
+    g.add_argument("--fps", type=float, help="frame rate of the written video (default: the model's)")
+    g.add_argument("--size", type=int, help="frame side to generate at (default: the model's training size; other sizes are out of its training distribution)")
     g.add_argument("--steps", type=int, default=25)
     g.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (1 = none)")
     g.add_argument("--scheduler", help="ddpm, ddim or dpm (epsilon/v models), euler (flow models); default: the model's")
@@ -98,7 +110,7 @@ def run_train_denoiser(args) -> int:
     summary = train_denoiser(
         args.data, args.out, vae=args.vae, denoiser=args.denoiser, prediction=args.prediction, attention=args.attention,
         text_encoder=args.text_encoder, num_frames=args.frames, size=args.size, fps=args.fps, temporal_weight=args.temporal_weight,
-        text_dropout=args.text_dropout, init=args.init, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+        snr_gamma=args.snr_gamma, patch_size=args.patch_size, text_dropout=args.text_dropout, init=args.init, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
         config=train_config_from(args), progress=lambda it, desc, total: progress(it, desc, total), resume=not args.fresh,
     )  # fmt: skip
     return _report(args, summary, "loss")
@@ -109,6 +121,12 @@ def run_generate(args) -> int:
     from vidfm.io import VideoReader
     from vidfm.io.writer import save_contact_sheet, write_video
     from vidfm.pipelines import VideoGenerationPipeline
+    from vidfm.pipelines.long_video import (
+        long_video,
+        read_storyboard,
+        storyboard,
+        with_camera,
+    )
     from vidfm.pipelines.video_generation import load_image
 
     out = Path(args.out)
@@ -116,31 +134,53 @@ def run_generate(args) -> int:
         raise ConfigError(f"{out}: choose an .mp4 or .gif output")
     if args.last and not args.image:
         raise ConfigError("--last needs --image (first+last frame to video)")
+    if bool(args.storyboard) == bool(args.prompt):
+        raise ConfigError("give a prompt or --storyboard board.json (one of the two)")
+    if args.fps is not None and args.fps <= 0:
+        raise ConfigError(f"--fps must be > 0, got {args.fps}")
+    shots = read_storyboard(args.storyboard) if args.storyboard else None
     import torch
 
     pipe = VideoGenerationPipeline.from_pretrained(args.model)
+    if args.size:
+        pipe.vae.check_size(pipe.config.num_frames, args.size, args.size)
+        pipe.register_to_config(height=args.size, width=args.size)
     h, w = pipe.config.height, pipe.config.width
-    kwargs = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler, progress=True)
+    if args.frames is not None and args.frames < pipe.config.num_frames:
+        raise ConfigError(f"--frames must be at least the model's clip length ({pipe.config.num_frames}), got {args.frames}")
+    kwargs = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler)
     generator = torch.Generator().manual_seed(args.seed)
-    if args.extend:
+    prompt = with_camera(args.prompt, args.camera) if args.prompt else None
+    extra: dict = {}
+    if shots is not None:
+        video, ranges = storyboard(pipe, shots, seed=args.seed, **kwargs)
+        videos, extra = [video], {"shots": [list(r) for r in ranges]}
+    elif args.extend:
         with VideoReader(args.extend, size=(h, w)) as r:
             frames = r.get_frames(list(range(len(r))))
-        videos = [pipe.extend(frames, args.prompt, windows=args.windows, generator=generator, **kwargs)]
+        videos = [pipe.extend(frames, prompt, windows=args.windows, generator=generator, progress=True, **kwargs)]
+    elif args.frames is not None and args.frames > pipe.config.num_frames:
+        videos = [long_video(pipe, prompt, args.frames, method=args.long_method, seed=args.seed + k, **kwargs) for k in range(args.num_videos)]
     else:
         image = load_image(args.image, h, w) if args.image else None
         last = load_image(args.last, h, w) if args.last else None
-        videos = list(pipe(args.prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, **kwargs).frames)
+        videos = list(pipe(prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, progress=True, **kwargs).frames)
         if args.windows > 1:
-            videos = [pipe.extend(v, args.prompt, windows=args.windows - 1, generator=generator, **kwargs) for v in videos]
+            videos = [pipe.extend(v, prompt, windows=args.windows - 1, generator=generator, **kwargs) for v in videos]
+    fps = args.fps or pipe.config.fps
+    title = prompt or f"storyboard: {len(shots)} shots"
     written = []
     for k, video in enumerate(videos):
         path = out if len(videos) == 1 else out.with_name(f"{out.stem}_{k}{out.suffix}")
-        write_video(path, video, fps=pipe.config.fps)
-        sheet = save_contact_sheet(path.with_suffix(".png"), video, scale=max(1, 128 // w), title=args.prompt)
-        written.append({"video": str(path), "contact_sheet": str(sheet), "frames": int(video.shape[0])})
+        write_video(path, video, fps=fps)
+        step = max(1, len(video) // 24)  # a sheet a person can take in: at most ~24 frames
+        sheet = save_contact_sheet(path.with_suffix(".png"), video[::step], scale=max(1, 128 // w), title=title)
+        written.append({"video": str(path), "contact_sheet": str(sheet), "frames": int(video.shape[0]), "fps": fps})
     if args.json:
-        print_json({"prompt": args.prompt, "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "outputs": written})
+        print_json({"prompt": prompt, "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "outputs": written, **extra})
     else:
         for w_ in written:
-            print(f"{w_['video']} ({w_['frames']} frames), contact sheet {w_['contact_sheet']}")
+            print(f"{w_['video']} ({w_['frames']} frames at {w_['fps']:g} fps), contact sheet {w_['contact_sheet']}")
+        if extra:
+            print("shots (frames): " + ", ".join(f"{a}-{b}" for a, b in extra["shots"]))
     return 0

@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--max-objects", type=int, default=3, help="objects per clip, 1-3 (default 3)")
     p.add_argument("--multishot-fraction", type=float, default=0.1, help="videos made of 2-3 shots joined by cuts/fades")
     p.add_argument("--compositional-fraction", type=float, default=0.1, help="videos in the held-out compositional split")
-    p.add_argument("--camera-motion", type=float, default=0.0, help="fraction of videos with camera pan/zoom")
+    p.add_argument("--camera-motion", type=float, default=0.0, help="fraction of videos with camera motion (pan, tilt or zoom)")
     p.add_argument("--frame-code", action="store_true", help="burn each frame's index into its top rows (to verify seeking)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)

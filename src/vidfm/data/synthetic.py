@@ -4,7 +4,7 @@ Every later capability (classification, retrieval, grounding, shot detection, ge
 trains and is measured on it, so it is small enough for a CPU (64x64, 8 fps, 2-6 s by
 default) yet has real structure: 1-3 objects of 4 shapes x 6 colours x 3 sizes, the main
 object performing one of 12 actions over a time interval, solid/gradient/textured
-backgrounds, optional camera pan/zoom, and optional multi-shot videos joined by cuts or
+backgrounds, optional camera pan/tilt/zoom, and optional multi-shot videos joined by cuts or
 fades. Video ``i`` depends only on ``(seed, i)``, so worlds are reproducible and can be
 generated in any order.
 
@@ -64,6 +64,7 @@ VERB_PHRASES: dict[str, tuple[str, ...]] = {
     "disappear": ("disappears", "fades out", "vanishes", "fades away"),
     "stay_still": ("stays still", "does not move", "remains in place", "stays motionless"),
 }
+CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out")
 DIRECTIONS = {"move_left": "left", "move_right": "right", "move_up": "up", "move_down": "down"}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 
@@ -133,7 +134,7 @@ class ShotSpec:
     background: str
     bg_colours: list[list[int]]
     objects: list[ObjectSpec]
-    camera: str = "static"  # static | pan_left | pan_right | zoom_in | zoom_out
+    camera: str = "static"  # one of CAMERA_MOTIONS
     texture_seed: int = 0
 
     @property
@@ -269,6 +270,10 @@ def _camera_crop(img: np.ndarray, camera: str, p: float, size: int, margin: int,
         cx += margin * (1 - 2 * p) * 0.9
     elif camera == "pan_right":
         cx -= margin * (1 - 2 * p) * 0.9
+    elif camera == "tilt_up":
+        cy += margin * (1 - 2 * p) * 0.9
+    elif camera == "tilt_down":
+        cy -= margin * (1 - 2 * p) * 0.9
     elif camera == "zoom_in":
         half *= 1.0 - 0.25 * p
     elif camera == "zoom_out":
@@ -408,7 +413,7 @@ def _sample_shot(
                 break
     background = str(rng.choice(BACKGROUNDS))
     bg = [_dull_colour(rng), _dull_colour(rng)]
-    cam = str(rng.choice(["pan_left", "pan_right", "zoom_in", "zoom_out"])) if camera else "static"
+    cam = str(rng.choice(CAMERA_MOTIONS[1:])) if camera else "static"
     return ShotSpec(frames, background, bg, objects, cam, int(rng.integers(2**31)))
 
 
@@ -501,6 +506,11 @@ def event_sentence(obj: ObjectSpec, k: int = 0) -> str:
     return f"the {obj.colour} {obj.shape} {obj.phrase(k=k)}"
 
 
+def camera_phrase(camera: str) -> str:
+    """``pan_left`` -> ``pans left`` (how captions and prompts name a camera motion)."""
+    return camera.replace("_", "s ", 1)
+
+
 def captions_for(spec: VideoSpec, rng: np.random.Generator, n: int = 5) -> list[str]:
     """Several paraphrases per video (MSR-VTT style), varied in template and verb."""
     if len(spec.shots) > 1:
@@ -528,8 +538,8 @@ def captions_for(spec: VideoSpec, rng: np.random.Generator, n: int = 5) -> list[
     caps = []
     for j in range(n):
         cap = templates[j % len(templates)].format(vp=o.phrase(k=j + int(rng.integers(4))))
-        if shot.camera != "static" and j == 0:
-            cap += f" as the camera {shot.camera.replace('_', 's ', 1)}"
+        if shot.camera != "static":  # every caption: a generator learns the camera from them
+            cap += f" as the camera {camera_phrase(shot.camera)}"
         caps.append(cap)
     return caps
 

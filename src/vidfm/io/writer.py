@@ -133,25 +133,31 @@ def contact_sheet(
     *,
     columns: int | None = None,
     labels: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
     title: str | None = None,
     scale: int = 1,
     pad: int = 2,
 ) -> Image.Image:
-    """Tile frames in a grid (optionally captioned) so a person can see a clip at a glance."""
+    """Tile frames in a grid (optionally captioned) so a person can see a clip at a glance.
+    ``labels``: one short caption under each frame (cut to the frame's width);
+    ``row_labels``: one line above each row, as wide as the sheet (e.g. a whole prompt)."""
     arr = to_uint8_frames(frames)
     n, h, w = arr.shape[:3]
     cols = columns or min(n, max(1, math.ceil(math.sqrt(n * h / w))))
     rows = math.ceil(n / cols)
     h2, w2 = h * scale, w * scale
     label_h = 12 if labels else 0
+    row_h = 12 if row_labels else 0
     title_h = 14 if title else 0
-    sheet = Image.new("RGB", (cols * (w2 + pad) + pad, title_h + rows * (h2 + label_h + pad) + pad), (24, 24, 24))
+    sheet = Image.new("RGB", (cols * (w2 + pad) + pad, title_h + rows * (h2 + label_h + row_h + pad) + pad), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((pad, 1), title, fill=(235, 235, 235))
     for k in range(n):
         r, c = divmod(k, cols)
-        x, y = pad + c * (w2 + pad), title_h + pad + r * (h2 + label_h + pad)
+        x, y = pad + c * (w2 + pad), title_h + pad + r * (h2 + label_h + row_h + pad) + row_h
+        if row_labels and c == 0 and r < len(row_labels):
+            draw.text((pad, y - row_h), str(row_labels[r])[: max(4, sheet.width // 6)], fill=(235, 235, 235))
         img = Image.fromarray(arr[k])
         if scale != 1:
             img = img.resize((w2, h2), Image.NEAREST)

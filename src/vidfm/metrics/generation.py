@@ -12,6 +12,10 @@
 - ``flow_warp_error``: warp each frame onto the next with Farneback optical flow (OpenCV)
   and measure what is left, a standard temporal-consistency measure.
 - ``psnr_ssim``: fidelity to a reference (torchmetrics).
+- ``global_motion`` / ``camera_motion``: the camera's pan, tilt and zoom estimated from
+  dense flow (OpenCV Farneback) of the background, to check a camera-controlled clip did
+  what was asked.
+- ``sharpness``: variance of the Laplacian, per frame (blur shows as a falling curve).
 
 Videos are ``(N, T, H, W, 3)`` uint8 arrays unless said otherwise.
 """
@@ -123,3 +127,68 @@ def psnr_ssim_uint8(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
         return torch.from_numpy(np.asarray(v)).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
 
     return psnr_ssim(to_t(real), to_t(fake))
+
+
+CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out")
+
+
+def global_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_gradient: float = 8.0, min_texture: float = 0.05) -> tuple[float, float, float]:
+    """Content motion over a clip ``(T, H, W, 3)`` uint8 as ``(dx, dy, dz)`` pixels: the
+    summed translation of the scene and the summed zoom expressed as the displacement at
+    the frame's edge (positive = content moves right / down / expands). Each step fits
+    ``u = tx + s (x - cx)``, ``v = ty + s (y - cy)`` to the Farneback flow by least squares,
+    each equation weighted by the image gradient along its axis (a flat region, or a
+    horizontal gradient vertically, says nothing: the aperture problem); an axis with
+    gradients of at least ``min_gradient`` on fewer than ``min_texture`` of the pixels
+    reads as still. ``ignore`` ``(T, H, W)`` bool marks pixels to leave out, e.g. objects
+    that move on their own."""
+    import cv2
+
+    v = np.asarray(video)
+    if v.ndim != 4 or v.shape[-1] != 3 or len(v) < 2:
+        raise ConfigError(f"expected a clip (T>=2, H, W, 3), got shape {v.shape}")
+    t, h, w = v.shape[:3]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    xs, ys = xs - (w - 1) / 2, ys - (h - 1) / 2
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in v]
+    total = np.zeros(3)
+    for i in range(t - 1):
+        flow = cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 2, 7, 3, 5, 1.1, 0).astype(np.float64)
+        g = gray[i].astype(np.float32)
+        keep = np.ones((h, w), bool) if ignore is None else ~(np.asarray(ignore[i], bool) | np.asarray(ignore[i + 1], bool))
+        weights = []
+        for dxo, dyo in ((1, 0), (0, 1)):
+            grad = np.abs(cv2.Sobel(g, cv2.CV_32F, dxo, dyo, ksize=3)).astype(np.float64) * keep
+            grad[grad < min_gradient] = 0.0
+            # too little texture along this axis to see motion in: leave the axis out (it reads as still)
+            weights.append(grad if (grad > 0).mean() >= min_texture else np.zeros_like(grad))
+        wx, wy = weights
+        # rows [1, 0, x] for u and [0, 1, y] for v, weighted
+        a = np.concatenate([np.stack([np.ones_like(xs), np.zeros_like(xs), xs], -1).reshape(-1, 3) * wx.reshape(-1, 1),
+                            np.stack([np.zeros_like(ys), np.ones_like(ys), ys], -1).reshape(-1, 3) * wy.reshape(-1, 1)])  # fmt: skip
+        b = np.concatenate([flow[..., 0].reshape(-1) * wx.reshape(-1), flow[..., 1].reshape(-1) * wy.reshape(-1)])
+        if not a.any():
+            continue
+        total += np.linalg.lstsq(a, b, rcond=None)[0]
+    return float(total[0]), float(total[1]), float(total[2] * w / 2)
+
+
+def camera_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_shift: float = 0.06) -> str:
+    """The camera motion of a clip, one of ``CAMERA_MOTIONS``: the strongest of pan (content
+    moving right = the camera panning left), tilt and zoom if it moves content by at least
+    ``min_shift`` of the frame width over the clip, else ``static``."""
+    dx, dy, dz = global_motion(video, ignore)
+    k = int(np.argmax(np.abs([dx, dy, dz])))
+    if abs((dx, dy, dz)[k]) < min_shift * np.asarray(video).shape[2]:
+        return "static"
+    return (("pan_left", "pan_right"), ("tilt_up", "tilt_down"), ("zoom_in", "zoom_out"))[k][0 if (dx, dy, dz)[k] > 0 else 1]
+
+
+def sharpness(videos: np.ndarray) -> np.ndarray:
+    """Variance of the Laplacian of each frame's grey image, ``(N, T)``: falls as frames blur."""
+    import cv2
+
+    v = np.asarray(videos)
+    if v.ndim == 4:
+        v = v[None]
+    return np.array([[cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for f in clip] for clip in v])

@@ -10,7 +10,9 @@ Conditioning during training: the text is replaced by the null condition with pr
 ``text_dropout`` (classifier-free guidance), and a share of samples also gets its first
 frame, or first and last frames, as given latents (image / first+last-frame to video).
 An optional temporal-consistency term matches frame-to-frame differences of the predicted
-clean latents to those of the real ones.
+clean latents to those of the real ones. ``snr_gamma`` turns on Min-SNR-gamma loss
+weighting (Hang et al., 2023) for epsilon and v-prediction, as diffusers' training
+scripts do: ``min(SNR, gamma) / SNR`` (epsilon) or ``/ (SNR + 1)`` (v).
 """
 
 from __future__ import annotations
@@ -84,10 +86,13 @@ class DiffusionObjective:
     first_frame_prob: float = 0.25  # share of samples given their first frame
     first_last_prob: float = 0.25  # share given first and last frames
     temporal_weight: float = 0.0  # temporal-consistency loss weight
+    snr_gamma: float | None = None  # Min-SNR-gamma weighting (epsilon / v only)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"unknown prediction {self.prediction!r}; choose one of {', '.join(PREDICTIONS)}")
+        if self.snr_gamma is not None and (self.prediction == "flow" or self.snr_gamma <= 0):
+            raise ConfigError("--snr-gamma needs --prediction epsilon or v_prediction and a value > 0 (5 is usual)")
         if not 0 <= self.text_dropout <= 1 or self.first_frame_prob + self.first_last_prob > 1:
             raise ConfigError("text_dropout must be in [0, 1] and first_frame_prob + first_last_prob <= 1")
         self.scheduler = training_scheduler(self.prediction)
@@ -134,8 +139,15 @@ class DiffusionObjective:
         xt, t, target = self.noisy(x0, noise, u)
         text, mask, cond = self.conditions(batch, g)
         pred = model(xt, t, text, mask, cond)
-        loss = F.mse_loss(pred.float(), target.float())
-        logs = {"mse": float(loss.detach())}
+        per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+        logs = {"mse": float(per_sample.mean().detach())}
+        if self.snr_gamma is not None:
+            from diffusers.training_utils import compute_snr
+
+            snr = compute_snr(self.scheduler, t.long()).to(per_sample)
+            weight = snr.clamp(max=self.snr_gamma) / (snr if self.prediction == "epsilon" else snr + 1)
+            per_sample = per_sample * weight
+        loss = per_sample.mean()
         if self.temporal_weight > 0 and x0.shape[2] > 1:
             x0_hat = self.predicted_x0(xt, t, pred.float())
             tc = F.mse_loss(x0_hat.diff(dim=2), x0.float().diff(dim=2))

@@ -253,6 +253,8 @@ def train_denoiser(
     size: int | None = None,
     fps: int = 8,
     temporal_weight: float = 0.0,
+    snr_gamma: float | None = None,
+    patch_size: int | None = None,
     text_dropout: float = 0.1,
     init: str | None = None,
     lora_rank: int | None = None,
@@ -289,10 +291,13 @@ def train_denoiser(
     if lora_rank and init is None:
         raise ConfigError("LoRA fine-tunes an existing pipeline: give --init PIPELINE")
     vae_model.check_size(num_frames, size, size)
-    objective = DiffusionObjective(prediction=prediction, temporal_weight=temporal_weight, text_dropout=text_dropout)
+    objective = DiffusionObjective(prediction=prediction, temporal_weight=temporal_weight, text_dropout=text_dropout, snr_gamma=snr_gamma)
     text = TextEncoder(text_encoder).eval()
     if model is None:
-        model = build_denoiser(denoiser, latent_channels=vae_model.config.latent_channels, text_dim=text.output_dim, **({"attention": attention} if attention else {}))
+        if patch_size and denoiser.startswith("unet"):
+            raise ConfigError(f"--patch-size applies to DiT / U-ViT denoisers, not {denoiser}")
+        overrides = {**({"attention": attention} if attention else {}), **({"patch_size": patch_size} if patch_size else {})}
+        model = build_denoiser(denoiser, latent_channels=vae_model.config.latent_channels, text_dim=text.output_dim, **overrides)
     if lora_rank:
         add_denoiser_lora(model, lora_rank, lora_alpha)
     train_recs, val_recs = _train_val(data, 0.1, config.seed)
@@ -303,7 +308,8 @@ def train_denoiser(
     n_train = sum(1 for p in blob["paths"] if p in {r["path"] for r in train_recs})
     train = LatentDataset(blob, list(range(n_train)), True, config.seed)
     val = LatentDataset(blob, list(range(n_train, len(blob["paths"]))) or list(range(min(8, n_train))), False)
-    config.extra.update(task="denoiser", data=str(data), denoiser=denoiser, prediction=prediction, temporal_weight=temporal_weight, lora_rank=lora_rank)
+    config.extra.update(task="denoiser", data=str(data), denoiser=denoiser, prediction=prediction, temporal_weight=temporal_weight, lora_rank=lora_rank,
+                        snr_gamma=snr_gamma, patch_size=patch_size)
 
     def loss_fn(m, batch, g):
         return objective(m, batch, g)

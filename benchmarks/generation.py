@@ -210,7 +210,7 @@ def part_camera(pipe, per_motion: int) -> dict:
     return result
 
 
-def part_drift(pipe, prompts: int, length_factor: int = 10) -> dict:
+def part_drift(pipe, prompts: int, steps: int, length_factor: int = 10) -> dict:
     """Per method, judges and object statistics in every window-length segment of a long
     video, against the segment's index (time)."""
     from vidfm.metrics.generation import sharpness
@@ -230,7 +230,7 @@ def part_drift(pipe, prompts: int, length_factor: int = 10) -> dict:
     out = {}
     for method in LONG_METHODS:
         t0 = time.perf_counter()
-        videos = np.stack([long_video(pipe, r["prompt"], total, method=method, seed=i) for i, r in enumerate(recs)])
+        videos = long_video(pipe, [r["prompt"] for r in recs], total, method=method, num_inference_steps=steps)
         seconds = time.perf_counter() - t0
         segs = [videos[:, s : s + t] for s in range(0, total - t + 1, t)]
         colour_ok, shape_ok, colour_dev, area_ratio = [], [], [], []
@@ -285,7 +285,7 @@ def plot_drift(out: dict, path: Path, t: int) -> None:
     plt.close(fig)
 
 
-def part_storyboard(pipe, boards: int) -> dict:
+def part_storyboard(pipe, boards: int, steps: int) -> dict:
     """Boards of 3 shots: A, then A's object doing something else (same_object), then B.
     Measured: cuts the shot detector (TransNetV2, as 'vidfm shots') finds within 1 frame,
     and whether shot 2 keeps shot 1's object (judged shape equal, area ratio)."""
@@ -305,7 +305,7 @@ def part_storyboard(pipe, boards: int) -> dict:
             a, other = recs[2 * b], recs[2 * b + 1]
             second = f"{'an' if a['colour'] == 'orange' else 'a'} {a['colour']} {a['shape']} {'stays still' if a['action'] != 'stay_still' else 'moves to the right'}"
             shots = [{"prompt": a["prompt"]}, {"prompt": second, "same_object": keep}, {"prompt": other["prompt"]}]
-            video, ranges = storyboard(pipe, shots, seed=100 * b)
+            video, ranges = storyboard(pipe, shots, seed=100 * b, num_inference_steps=steps)
             with tempfile.TemporaryDirectory() as d:
                 path = Path(d) / "film.mp4"
                 write_video(path, video, fps=pipe.config.fps)
@@ -369,6 +369,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(RUNS / "main"), help="the generation pipeline to measure")
     ap.add_argument("--parts", default="judges,quality", help="comma-separated: judges, quality, ablation, camera, drift, storyboard, speed")
     ap.add_argument("--prompts", type=int, default=96)
+    ap.add_argument("--long-steps", type=int, default=10, help="sampling steps for the drift and storyboard parts (many calls each)")
     ap.add_argument("--vaes", nargs="*", default=[], help="VAE run folders compared by --parts vae")
     ap.add_argument("--ablation", nargs="*", default=[], help="run folders compared in the ablation")
     ap.add_argument("--speed", nargs="*", default=[], help="NAME=RUN:SCHEDULER:STEPS,STEPS entries for the speed table")
@@ -390,11 +391,11 @@ def main() -> None:
     if "ablation" in parts:
         results["ablation"] = part_ablation(args.ablation, args.prompts)
     if "camera" in parts:
-        results["camera"] = part_camera(pipe, 12)
+        results["camera"] = part_camera(pipe, max(2, args.prompts // 8))
     if "drift" in parts:
-        results["drift"] = part_drift(pipe, 8)
+        results["drift"] = part_drift(pipe, max(2, args.prompts // 12), args.long_steps)
     if "storyboard" in parts:
-        results["storyboard"] = part_storyboard(pipe, 8)
+        results["storyboard"] = part_storyboard(pipe, max(2, args.prompts // 12), args.long_steps)
     if "speed" in parts:
         models = {}
         for entry in args.speed:

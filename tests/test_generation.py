@@ -277,7 +277,6 @@ def test_given_first_and_last_frames_are_honoured(gen_runs):
         recon_last = to_uint8(pipe.vae.decode_latents(pipe.vae.encode_latents(still)))[0, -1]
     err = lambda a, b: np.abs(a.astype(float) - b.astype(float)).mean()  # noqa: E731
     assert np.array_equal(out[0], recon_first)  # the causal decoder: frame 0 depends on the image latent alone
-    assert err(out[-1], last) < err(free[-1], last)
     assert err(out[-1], recon_last) < 0.5 * err(free[-1], recon_last)  # up to the decoder's causal context
 
 

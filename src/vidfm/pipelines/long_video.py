@@ -47,11 +47,13 @@ def _noise(pipe, batch: int, seed_gen: torch.Generator, num_frames: int | None =
     return torch.randn((batch, pipe.vae.config.latent_channels, t, h, w), generator=seed_gen)
 
 
-def long_video(pipe, prompt: str, num_frames: int, method: str = "windows", seed: int = 0, **kwargs) -> np.ndarray:
-    """A ``(num_frames, H, W, 3)`` uint8 video of ``prompt`` by ``method`` (``LONG_METHODS``);
+def long_video(pipe, prompt: str | list[str], num_frames: int, method: str = "windows", seed: int = 0, **kwargs) -> np.ndarray:
+    """A ``(num_frames, H, W, 3)`` uint8 video of ``prompt`` by ``method`` (``LONG_METHODS``),
+    or ``(B, num_frames, H, W, 3)`` for a list of prompts (made together, in batches);
     ``kwargs`` go to every pipeline call (steps, guidance, scheduler)."""
     if method not in LONG_METHODS:
         raise ConfigError(f"unknown long-video method {method!r}; choose one of {', '.join(LONG_METHODS)}")
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     clip = pipe.config.num_frames
     if num_frames < clip:
         raise ConfigError(f"a long video needs at least the model's {clip} frames, got {num_frames}")
@@ -60,23 +62,25 @@ def long_video(pipe, prompt: str, num_frames: int, method: str = "windows", seed
     if method == "keyframes":
         # keyframes: enough coarse windows that every in-between pair adds hop frames
         pairs = -(-(num_frames - 1) // hop)
-        keys = _windows(pipe, prompt, pairs + 1, g, shared=False, **kwargs)
-        frames = [keys[:1]]
-        for a, b in zip(keys[:-1], keys[1:]):
-            mid = pipe(prompt, image=a, last_image=b, generator=g, output_type="np", **kwargs).frames[0]
-            frames.append(mid[1:])
-        return np.concatenate(frames)[:num_frames]
-    return _windows(pipe, prompt, num_frames, g, shared=method == "shared-noise", **kwargs)
+        keys = _windows(pipe, prompts, pairs + 1, g, shared=False, **kwargs)
+        frames = [keys[:, :1]]
+        for k in range(pairs):
+            mid = pipe(prompts, image=keys[:, k], last_image=keys[:, k + 1], generator=g, output_type="np", **kwargs).frames
+            frames.append(mid[:, 1:])
+        videos = np.concatenate(frames, axis=1)[:, :num_frames]
+    else:
+        videos = _windows(pipe, prompts, num_frames, g, shared=method == "shared-noise", **kwargs)
+    return videos[0] if isinstance(prompt, str) else videos
 
 
-def _windows(pipe, prompt: str, num_frames: int, g: torch.Generator, shared: bool, **kwargs) -> np.ndarray:
-    noise = _noise(pipe, 1, g)
-    video = pipe(prompt, latents=noise, generator=g, output_type="np", **kwargs).frames[0]
-    while len(video) < num_frames:
-        latents = noise if shared else _noise(pipe, 1, g)
-        nxt = pipe(prompt, image=video[-1], latents=latents, generator=g, output_type="np", **kwargs).frames[0]
-        video = np.concatenate([video, nxt[1:]])
-    return video[:num_frames]
+def _windows(pipe, prompts: list[str], num_frames: int, g: torch.Generator, shared: bool, **kwargs) -> np.ndarray:
+    noise = _noise(pipe, len(prompts), g)
+    video = pipe(prompts, latents=noise, generator=g, output_type="np", **kwargs).frames
+    while video.shape[1] < num_frames:
+        latents = noise if shared else _noise(pipe, len(prompts), g)
+        nxt = pipe(prompts, image=video[:, -1], latents=latents, generator=g, output_type="np", **kwargs).frames
+        video = np.concatenate([video, nxt[:, 1:]], axis=1)
+    return video[:, :num_frames]
 
 
 # -- storyboards ---------------------------------------------------------------------------

@@ -177,15 +177,18 @@ class VideoGenerationPipeline(DiffusionPipeline):
         return tokens.to(_dtype(self.denoiser)), mask
 
     def encode_image(self, image: np.ndarray, repeat: int = 1) -> torch.Tensor:
-        """An (H, W, 3) uint8 image -> the latent of a still clip of ``1 + (repeat - 1)``
-        copies of it (``repeat`` = 1: the image latent; the VAE's temporal factor + 1: the
-        latent of a last group of frames that all show it)."""
+        """An (H, W, 3) uint8 image, or a batch (B, H, W, 3) of them (one per video) -> the
+        latent of a still clip of ``1 + (repeat - 1)`` copies of it (``repeat`` = 1: the
+        image latent; the VAE's temporal factor + 1: the latent of a last group of frames
+        that all show it)."""
         h, w = self.config.height, self.config.width
         image = np.asarray(image)
-        if image.dtype != np.uint8 or image.shape != (h, w, 3):
-            raise ConfigError(f"an image for this model must be uint8 ({h}, {w}, 3), got {image.dtype} {image.shape}")
+        if image.dtype != np.uint8 or image.shape[-3:] != (h, w, 3) or image.ndim not in (3, 4):
+            raise ConfigError(f"an image for this model must be uint8 ({h}, {w}, 3) or a batch of them, got {image.dtype} {image.shape}")
+        batch = image if image.ndim == 4 else image[None]
         with torch.no_grad():
-            return self.vae.encode_latents(to_model_range(np.repeat(image[None], repeat, 0)).to(self.device))[:, :, -1:]
+            clips = torch.cat([to_model_range(np.repeat(im[None], repeat, 0)) for im in batch]).to(self.device)
+            return self.vae.encode_latents(clips)[:, :, -1:]
 
     def check_inputs(self, prompts, image, last_image, steps, guidance, output_type) -> None:
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
@@ -243,6 +246,9 @@ class VideoGenerationPipeline(DiffusionPipeline):
         latents = latents.to(self.device, dtype)
         known, known_mask, cond = None, None, None
         if image is not None:
+            for given in (image, last_image):
+                if given is not None and np.asarray(given).ndim == 4 and len(given) != b:
+                    raise ConfigError(f"a batch of {len(given)} images for {b} videos; give one image or one per video")
             first = self.encode_image(image).to(dtype).expand(b, -1, -1, -1, -1)
             last = self.encode_image(last_image).to(dtype).expand(b, -1, -1, -1, -1) if last_image is not None else None
             cond = frame_condition(latents, first, last)

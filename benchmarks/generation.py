@@ -233,7 +233,7 @@ def part_drift(pipe, prompts: int, steps: int, length_factor: int = 10) -> dict:
         videos = long_video(pipe, [r["prompt"] for r in recs], total, method=method, num_inference_steps=steps)
         seconds = time.perf_counter() - t0
         segs = [videos[:, s : s + t] for s in range(0, total - t + 1, t)]
-        colour_ok, shape_ok, colour_dev, area_ratio = [], [], [], []
+        colour_ok, shape_ok, colour_dev, area_ratio, judged = [], [], [], [], []
         first_rgb, first_area = None, None
         for seg in segs:
             masks = colour_masks(seg)
@@ -243,6 +243,7 @@ def part_drift(pipe, prompts: int, steps: int, length_factor: int = 10) -> dict:
             colour_ok.append(float((shown.sum(1) >= max(1, t // 3)).mean()))
             shapes = judge.predict_shapes(masks, list(cidx))
             shape_ok.append(float(np.mean([s == r["shape"] for s, r in zip(shapes, recs)])))
+            judged.append([(bool(ok), s) for ok, s in zip(shown.sum(1) >= max(1, t // 3), shapes)])
             # mean colour of the object (all its pixels, before the palette snap) and its mean area
             rgb = np.array([seg[i][own[i]].mean(0) if own[i].any() else np.full(3, np.nan) for i in range(len(recs))])
             area = own.sum((1, 2, 3)) / t
@@ -251,10 +252,11 @@ def part_drift(pipe, prompts: int, steps: int, length_factor: int = 10) -> dict:
             colour_dev.append(float(np.nanmean(np.linalg.norm(rgb - first_rgb, axis=1))))
             area_ratio.append(float(np.mean(area / first_area)))
         sharp = sharpness(videos).mean(0)
-        consistent = [c * s for c, s in zip(colour_ok, shape_ok)]
+        # attribute consistency: later windows judged the same as the first (colour shown or not, the same shape)
+        same = [[seg[i] == judged[0][i] for i in range(len(recs))] for seg in judged[1:]]
         out[method] = {"colour_shown": colour_ok, "shape_correct": shape_ok, "object_colour_shift": colour_dev, "object_area_ratio": area_ratio,
-                       "sharpness_by_frame": sharp.tolist(), "attribute_consistency": float(np.mean([min(c, s) for c, s in zip(colour_ok, shape_ok)])),
-                       "both_correct_by_segment": consistent, "seconds_per_video": seconds / len(recs), "frames": total}  # fmt: skip
+                       "sharpness_by_frame": sharp.tolist(), "attribute_consistency": float(np.mean(same)),
+                       "consistent_with_first_window": [float(np.mean(x)) for x in same], "seconds_per_video": seconds / len(recs), "frames": total}  # fmt: skip
         print(f"[drift] {method:13s} consistency={out[method]['attribute_consistency']:.3f} colour={np.round(colour_ok, 2).tolist()} "
               f"shape={np.round(shape_ok, 2).tolist()} area={np.round(area_ratio, 2).tolist()} {seconds / len(recs):.1f} s/video")  # fmt: skip
         if method == "keyframes":

@@ -173,10 +173,12 @@ def global_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_gradi
     return float(total[0]), float(total[1]), float(total[2] * w / 2)
 
 
-def camera_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_shift: float = 0.06) -> str:
+def camera_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_shift: float = 0.05) -> str:
     """The camera motion of a clip, one of ``CAMERA_MOTIONS``: the strongest of pan (content
     moving right = the camera panning left), tilt and zoom if it moves content by at least
-    ``min_shift`` of the frame width over the clip, else ``static``."""
+    ``min_shift`` of the frame width over the clip, else ``static``. The default has the
+    best balanced accuracy (moving vs still) on 240 textured-background training clips of
+    the synthetic world at 32x32 (0.72 moving, 0.89 still; 0.04: 0.73 / 0.83)."""
     dx, dy, dz = global_motion(video, ignore)
     k = int(np.argmax(np.abs([dx, dy, dz])))
     if abs((dx, dy, dz)[k]) < min_shift * np.asarray(video).shape[2]:

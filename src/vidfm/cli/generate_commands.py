@@ -173,7 +173,7 @@ def run_generate(args) -> int:
     for k, video in enumerate(videos):
         path = out if len(videos) == 1 else out.with_name(f"{out.stem}_{k}{out.suffix}")
         write_video(path, video, fps=fps)
-        step = max(1, len(video) // 24)  # a sheet a person can take in: at most ~24 frames
+        step = -(-len(video) // 24)  # a sheet a person can take in: at most 24 frames
         sheet = save_contact_sheet(path.with_suffix(".png"), video[::step], scale=max(1, 128 // w), title=title)
         written.append({"video": str(path), "contact_sheet": str(sheet), "frames": int(video.shape[0]), "fps": fps})
     if args.json:

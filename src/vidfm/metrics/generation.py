@@ -129,9 +129,6 @@ def psnr_ssim_uint8(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
     return psnr_ssim(to_t(real), to_t(fake))
 
 
-CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out")
-
-
 def global_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_gradient: float = 8.0, min_texture: float = 0.05) -> tuple[float, float, float]:
     """Content motion over a clip ``(T, H, W, 3)`` uint8 as ``(dx, dy, dz)`` pixels: the
     summed translation of the scene and the summed zoom expressed as the displacement at
@@ -174,7 +171,7 @@ def global_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_gradi
 
 
 def camera_motion(video: np.ndarray, ignore: np.ndarray | None = None, min_shift: float = 0.05) -> str:
-    """The camera motion of a clip, one of ``CAMERA_MOTIONS``: the strongest of pan (content
+    """The camera motion of a clip, one of the world's ``CAMERA_MOTIONS``: the strongest of pan (content
     moving right = the camera panning left), tilt and zoom if it moves content by at least
     ``min_shift`` of the frame width over the clip, else ``static``. The default has the
     best balanced accuracy (moving vs still) on 240 textured-background training clips of

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidfm.data.synthetic import CAMERA_MOTIONS, camera_phrase
 from vidfm.errors import ConfigError
 
 LONG_METHODS = ("windows", "shared-noise", "keyframes")
-CAMERA_CHOICES = ("static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out")
+CAMERA_CHOICES = tuple(m.replace("_", "-") for m in CAMERA_MOTIONS)  # how the CLI and storyboards spell them
 
 
 def with_camera(prompt: str, camera: str | None) -> str:
@@ -37,8 +38,6 @@ def with_camera(prompt: str, camera: str | None) -> str:
         return prompt
     if camera not in CAMERA_CHOICES:
         raise ConfigError(f"unknown camera motion {camera!r}; choose one of {', '.join(CAMERA_CHOICES)}")
-    from vidfm.data.synthetic import camera_phrase
-
     return f"{prompt} as the camera {camera_phrase(camera.replace('-', '_'))}"
 
 

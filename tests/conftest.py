@@ -141,3 +141,15 @@ def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("world")
     generate_world(root, WorldConfig(videos=40, seed=2, multishot_fraction=0.0))
     return root
+
+
+@pytest.fixture(scope="session")
+def gen_runs(world, tmp_path_factory):
+    """A tiny VAE and DiT trained for a few steps on the test world (through the CLI)."""
+    from vidfm.cli.main import main
+
+    d = tmp_path_factory.mktemp("gen")
+    assert main(["train", "vae", str(world), "--out", str(d / "vae"), "--max-steps", "3", "--batch-size", "4", "--size", "16", "--frames", "5"]) == 0
+    assert main(["train", "denoiser", str(world), "--vae", str(d / "vae"), "--out", str(d / "den"), "--max-steps", "3",
+                 "--batch-size", "4", "--frames", "5", "--checkpoint-every", "2"]) == 0  # fmt: skip
+    return d

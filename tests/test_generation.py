@@ -212,16 +212,6 @@ def test_sampling_loop_reaches_the_data_with_a_perfect_model(prediction, schedul
 
 
 # -- training and generating end to end --------------------------------------------------------
-@pytest.fixture(scope="module")
-def gen_runs(world, tmp_path_factory):
-    """A tiny VAE and DiT trained for a few steps on the test world (through the CLI)."""
-    d = tmp_path_factory.mktemp("gen")
-    assert main(["train", "vae", str(world), "--out", str(d / "vae"), "--max-steps", "3", "--batch-size", "4", "--size", "16", "--frames", "5"]) == 0
-    assert main(["train", "denoiser", str(world), "--vae", str(d / "vae"), "--out", str(d / "den"), "--max-steps", "3",
-                 "--batch-size", "4", "--frames", "5", "--checkpoint-every", "2"]) == 0  # fmt: skip
-    return d
-
-
 def sample(pipe, prompt="a red circle moves left", seed=0, steps=2, **kw) -> np.ndarray:
     return pipe(prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), **kw).frames
 

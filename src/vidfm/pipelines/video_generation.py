@@ -202,6 +202,32 @@ class VideoGenerationPipeline(DiffusionPipeline):
         if output_type not in OUTPUT_TYPES:
             raise ConfigError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
 
+    # -- one denoising step's prediction (shared with the editing pipelines) ---------------
+    def with_null_text(self, text: torch.Tensor, mask: torch.Tensor, guidance_scale: float, null: torch.Tensor | None = None):
+        """Append the unconditional text (``null``: ``(B, 1, D)``, default the zero token) to
+        the batch when classifier-free guidance is on: ``[conditional; unconditional]``."""
+        if guidance_scale == 1.0:
+            return text, mask
+        b = text.shape[0]
+        nt, nm = null_text(b, text.shape[-1], text.device, text.dtype)
+        nt = nt if null is None else null.to(text.dtype).expand(b, -1, -1)
+        pad = text.shape[1] - 1
+        return (torch.cat([text, torch.cat([nt, nt.new_zeros(b, pad, nt.shape[-1])], 1)]),
+                torch.cat([mask, torch.cat([nm, nm.new_zeros(b, pad)], 1)]))  # fmt: skip
+
+    def predict(self, latents, ts, text, mask, cond, guidance_scale: float, sched=None) -> torch.Tensor:
+        """The denoiser's (guided) prediction for ``latents`` at timestep ``ts``; ``text`` /
+        ``mask`` come from ``with_null_text`` (twice the batch when guided)."""
+        guided = text.shape[0] == 2 * latents.shape[0]
+        x = sched.scale_model_input(latents, ts) if hasattr(sched, "scale_model_input") else latents
+        x = torch.cat([x, x]) if guided else x
+        cond = torch.cat([cond, cond]) if guided and cond is not None else cond
+        pred = self.denoiser(x, torch.full((x.shape[0],), float(ts), device=x.device), text, mask, cond)
+        if guided:
+            pc, pu = pred.chunk(2)
+            pred = pu + guidance_scale * (pc - pu)
+        return pred
+
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
@@ -259,23 +285,12 @@ class VideoGenerationPipeline(DiffusionPipeline):
                 known[:, :, -1:] = self.encode_image(last_image, repeat=1 + self.vae.temporal_factor).to(dtype).expand(b, -1, -1, -1, -1)
                 known_mask[:, :, -1] = 1
             known_noise = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype)
-        guided = guidance_scale != 1.0
-        if guided:
-            nt, nm = null_text(b, text.shape[-1], self.device, dtype)
-            pad = text.shape[1] - 1
-            text = torch.cat([text, torch.cat([nt, nt.new_zeros(b, pad, nt.shape[-1])], 1)])
-            mask = torch.cat([mask, torch.cat([nm, nm.new_zeros(b, pad)], 1)])
-            cond = torch.cat([cond, cond]) if cond is not None else None
+        text, mask = self.with_null_text(text, mask, guidance_scale)
         sched.set_timesteps(num_inference_steps, device=self.device)
         timesteps = sched.timesteps
         bar = self.progress_bar(total=len(timesteps)) if progress else None
         for i, ts in enumerate(timesteps):
-            x = sched.scale_model_input(latents, ts) if hasattr(sched, "scale_model_input") else latents
-            x = torch.cat([x, x]) if guided else x
-            pred = self.denoiser(x, torch.full((x.shape[0],), float(ts), device=self.device), text, mask, cond)
-            if guided:
-                pc, pu = pred.chunk(2)
-                pred = pu + guidance_scale * (pc - pu)
+            pred = self.predict(latents, ts, text, mask, cond, guidance_scale, sched)
             latents = sched.step(pred, ts, latents, generator=generator).prev_sample
             if known is not None:  # hold the given frames' slots at their latents, noised to the next step
                 held = known if i + 1 == len(timesteps) else _noised(sched, known, known_noise, timesteps[i + 1])

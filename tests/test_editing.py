@@ -161,6 +161,16 @@ def test_windows_stream_and_only_the_time_range_changes(pipe, clip):
     assert not all(np.array_equal(out[k], long[k]) for k in range(n, n + 2))
 
 
+def test_flow_and_drag_edits_keep_everything_outside_the_mask(pipe, clip):
+    from vidfm.editing.video import edit_video
+
+    mask = np.zeros(clip.shape[:3], np.float32)
+    mask[:, 3:13, :] = 1
+    for method in ("flow", "sdedit"):
+        out = np.stack(list(edit_video(pipe, list(clip), "a blue square", method=method, mask=mask, strength=0.9, num_inference_steps=2)))
+        assert np.array_equal(out[mask == 0], clip[mask == 0]), method
+
+
 def test_flow_propagation_carries_the_edited_key_frames_along_the_motion(clip):
     from vidfm.editing.video import propagate
 
@@ -205,7 +215,10 @@ def test_world_edit_pairs_are_exact(world):
         assert not np.array_equal(p["source"], p["target"])
         perfect = edit_scores(p["target"], p, derived_mask=p["mask"])
         assert perfect["psnr_full_target"] == 100.0 and perfect["mask_iou"] == 1.0
-        assert edit_scores(p["source"], p)["psnr_full_target"] < 100.0
+        unchanged = edit_scores(p["source"], p)
+        assert unchanged["psnr_full_target"] < 100.0
+        if p["kind"] == "size":  # an unedited clip must not pass as a size edit
+            assert unchanged["success"] == 0.0 and perfect["success"] == 1.0
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -227,7 +240,9 @@ def test_edit_command_runs_every_method_and_refuses_bad_input(pipe, clip, gen_ru
     Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "m.png")
     assert run(capsys, "edit", src, "a blue square", "--mask", tmp_path / "m.png", "--out", tmp_path / "m.mp4", *common)[0] == 0
     write_video(tmp_path / "mask3.mp4", np.zeros((3, 16, 16, 3), np.uint8), fps=8)
+    Image.fromarray(np.full((10, 12), 255, np.uint8)).save(tmp_path / "small.png")
     for args, msg in (
+        (["--mask", tmp_path / "small.png"], "the mask is 12x10"),
         (["--mask", tmp_path / "mask3.mp4"], "3 frames"),
         (["--strength", "1.5"], "strength"),
         (["--method", "drag", "--track", "0:40,8;8:12,8"], "outside the frame"),

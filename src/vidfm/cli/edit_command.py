@@ -36,7 +36,7 @@ def register(sub) -> None:
     e.add_argument("--steps", type=int, default=25, help="denoising steps of the whole schedule")
     e.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     e.add_argument("--mask", help=MASK_HELP)
-    e.add_argument("--mask-threshold", type=float, default=0.5, help="derived masks: share of the frame's range above which a pixel is edited")
+    e.add_argument("--mask-threshold", type=float, default=0.7, help="derived masks: share of the frame's range above which a pixel is edited (0.7: best DiffEdit IoU on the world's validation edits)")
     e.add_argument("--no-paste-back", action="store_true", help="keep the decoded frames outside the mask instead of the source's pixels")
     e.add_argument("--from", dest="start", type=float, help="edit only from this time (seconds)")
     e.add_argument("--to", dest="stop", type=float, help="edit only up to this time (seconds)")
@@ -57,8 +57,9 @@ def register(sub) -> None:
     e.set_defaults(run=run_edit)
 
 
-def read_mask(path: str, frames: int, height: int, width: int) -> np.ndarray:
-    """A PNG, a mask video or a folder of PNGs -> (H, W) or (T, H, W) float 0/1 at the model's size."""
+def read_mask(path: str, frames: int, height: int, width: int, source_size: tuple[int, int] | None = None) -> np.ndarray:
+    """A PNG, a mask video or a folder of PNGs -> (H, W) or (T, H, W) float 0/1 at the
+    model's size. The mask must have the source video's size (or the model's)."""
     from PIL import Image, UnidentifiedImageError
 
     from vidfm.errors import ConfigError
@@ -73,7 +74,14 @@ def read_mask(path: str, frames: int, height: int, width: int) -> np.ndarray:
             img = Image.open(f).convert("L")
         except (UnidentifiedImageError, OSError) as e:
             raise ConfigError(f"{f}: not a readable mask image ({e})") from None
+        check_size(f, img.size)
         return np.asarray(img.resize((width, height), Image.NEAREST)) > 127
+
+    def check_size(f, size) -> None:
+        allowed = {(width, height)} | ({tuple(source_size)} if source_size else set())
+        if tuple(size) not in allowed:
+            want = " or ".join(f"{w}x{h}" for w, h in sorted(allowed))
+            raise ConfigError(f"{f}: the mask is {size[0]}x{size[1]}, the video {want}")
 
     if p.is_dir():
         files = sorted(p.glob("*.png"))
@@ -84,6 +92,7 @@ def read_mask(path: str, frames: int, height: int, width: int) -> np.ndarray:
         return png(p).astype(np.float32)
     else:
         with VideoReader(p, size=(height, width)) as r:
+            check_size(p, (r._stream.codec_context.width, r._stream.codec_context.height))
             m = np.stack(list(r.iter_frames())).max(-1) > 127
     if len(m) != frames:
         raise ConfigError(f"{p}: the mask has {len(m)} frames, the video {frames}; give one mask per frame or a single PNG")
@@ -139,7 +148,7 @@ def run_edit(args) -> int:
         frame_range = (a, b)
     mask = args.mask
     if mask and mask not in ("diffedit", "attention"):
-        mask = read_mask(mask, total, h, w)
+        mask = read_mask(mask, total, h, w, (src_w, src_h))
     track = parse_track(args.track, total, h, w, scale=(w / src_w, h / src_h)) if args.track else None
     attention = AttentionSettings(cross=args.cross, self=args.self_mode, cross_steps=args.cross_steps, self_steps=args.self_steps, reweight=reweight)
     report = EditReport()

@@ -189,7 +189,7 @@ class VideoEditPipeline(VideoGenerationPipeline):
                     t2, m2 = self.with_null_text(text, mask, guidance, null=u)
                     nxt = levels.move(self.predict(z, levels.model_t[level], t2, m2, cond, guidance), z, level, level + 1)
                     loss = F.mse_loss(nxt, path[level + 1])
-                    if loss.item() < 1e-6:
+                    if loss.item() < 1e-5 + 2e-5 * (level - start):  # the paper's early stop, looser as steps go
                         break
                     (grad,) = torch.autograd.grad(loss, [u])
                     u.grad = grad
@@ -216,7 +216,7 @@ class VideoEditPipeline(VideoGenerationPipeline):
         inverted_noise: bool = False,
         null_text: bool = False,
         attention: AttentionSettings | None = None,
-        mask_threshold: float = 0.35,
+        mask_threshold: float = 0.7,
         mask_dilate: int = 1,
         paste_back: bool = True,
         first_frame: np.ndarray | None = None,

@@ -219,11 +219,14 @@ def edit_video(
         raise ConfigError(f"the flow method's base edit must be one of {', '.join(CLIP_METHODS)}, got {base!r}")
     if method == "drag" and not track:
         raise ConfigError("the drag method needs a track (--track 'frame:x,y;frame:x,y')")
+    h, w = pipe.config.height, pipe.config.width
+    for f, (x, y) in (track or {}).items():
+        if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+            raise ConfigError(f"drag track point ({x:g}, {y:g}) at frame {f} is outside the {w}x{h} frame")
     if frame_range is not None and frame_range[0] >= frame_range[1]:
         raise ConfigError(f"the edited time range is empty (frames {frame_range[0]}..{frame_range[1]})")
     report = report if report is not None else EditReport()
     n = pipe.config.num_frames
-    h, w = pipe.config.height, pipe.config.width
     radius = drag_radius or max(2.0, h / 6)
     it = iter(frames)
     window = [f for _, f in zip(range(n), it)]
@@ -253,8 +256,11 @@ def edit_video(
             else:
                 result = pipe.edit_clip(clip, prompt, source_prompt, method=base if method == "flow" else method, mask=clip_mask, **kw)
                 if method == "flow":
-                    result.frames = propagate(clip[:real], result.frames[:real])
-                    result.frames = np.concatenate([result.frames, clip[real:]])
+                    frames = np.concatenate([propagate(clip[:real], result.frames[:real]), result.frames[real:]])
+                    if result.mask is not None and clip_kwargs.get("paste_back", True):  # propagation must not leak outside the mask either
+                        m = result.mask[..., None]
+                        frames = np.round(m * frames + (1 - m) * clip).astype(np.uint8)
+                    result.frames = frames
             if result.inversion_psnr is not None:
                 report.inversion_psnr.append(result.inversion_psnr)
             if report.keep_masks and result.mask is not None:

@@ -60,6 +60,18 @@ def _edited(shot: ShotSpec, kind: str, rng: np.random.Generator) -> ShotSpec | N
     return dataclasses.replace(shot, objects=[new, *shot.objects[1:]])
 
 
+def _sized(kind: str, size: str, prompt: str) -> str:
+    """Size edits name the size ('a small red circle ...'), as the world's captions can."""
+    return prompt.replace("a ", f"a {size} ", 1) if kind == "size" else prompt
+
+
+def _area(video: np.ndarray, colour: str) -> int:
+    """Pixels of ``colour`` in a clip, as the judges see them (palette lookup at the clip's size)."""
+    from vidfm.tasks.generation_eval import COLOUR_NAMES, colour_masks
+
+    return int((colour_masks(video[None])[0] == COLOUR_NAMES.index(colour)).sum())
+
+
 def _resize(frames: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     mode = Image.NEAREST if nearest else Image.BILINEAR
     return np.stack([np.asarray(Image.fromarray(f).resize((size, size), mode)) for f in frames])
@@ -101,12 +113,12 @@ def edit_pairs(world, split: str = "test", kinds=EDIT_KINDS, per_kind: int = 8, 
             out.append({
                 "kind": kind, "video_id": m["video_id"],
                 "source": src, "target": tgt, "mask": mask,
-                "source_prompt": _describe(shot.main.shape, shot.main.colour, shot.main.action, shot.main.new_colour),
-                "prompt": _describe(tm.shape, tm.colour, tm.action, tm.new_colour),
+                "source_prompt": _sized(kind, shot.main.size, _describe(shot.main.shape, shot.main.colour, shot.main.action, shot.main.new_colour)),
+                "prompt": _sized(kind, tm.size, _describe(tm.shape, tm.colour, tm.action, tm.new_colour)),
                 "shape": tm.shape, "colour": tm.colour, "action": tm.action, "size": tm.size,
                 "track": np.array([_object_state(tm, int(f), world_size, m["fps"])[:2] for f in idx]) * scale - 0.5,
                 "source_track": np.array([_object_state(shot.main, int(f), world_size, m["fps"])[:2] for f in idx]) * scale - 0.5,
-                "source_area": int((src_labels[idx] == 1).sum()), "target_area": int((tgt_labels[idx] == 1).sum()),
+                "source_area": _area(src, tm.colour), "target_area": _area(tgt, tm.colour),
             })  # fmt: skip
             n += 1
     return out
@@ -139,8 +151,9 @@ def true_flow_warp_error(video: np.ndarray, pair: dict) -> float:
     return float(np.mean(errs))
 
 
-def edit_scores(edited: np.ndarray, pair: dict, judge=None, derived_mask: np.ndarray | None = None, drag_endpoint: bool = False) -> dict:
-    """Scores of one edited clip against its pair (see the module docstring)."""
+def edit_scores(edited: np.ndarray, pair: dict, judge=None, derived_mask: np.ndarray | None = None, drag_endpoint=None) -> dict:
+    """Scores of one edited clip against its pair (see the module docstring);
+    ``drag_endpoint``: the (x, y) a drag commanded for the last frame."""
     from vidfm.metrics.generation import flicker, psnr_ssim_uint8
     from vidfm.tasks.generation_eval import COLOUR_NAMES, colour_masks, trajectories
 
@@ -175,8 +188,8 @@ def edit_scores(edited: np.ndarray, pair: dict, judge=None, derived_mask: np.nda
     if pair["kind"] == "size":
         area = float((masks[0] == colour_id).sum())
         out["success"] = float(abs(area - pair["target_area"]) < abs(area - pair["source_area"]))
-    if drag_endpoint:
-        traj = trajectories(masks, [colour_id])[0]
-        last = traj[-1, :2]
-        out["drag_endpoint_error"] = float(np.hypot(*(last - pair["track"][-1]))) if not np.isnan(last[0]) else float("nan")
+    if drag_endpoint is not None:
+        last = trajectories(masks, [colour_id])[0][-1, :2]
+        out["drag_endpoint_error"] = float(np.hypot(*(last - np.asarray(drag_endpoint)))) if not np.isnan(last[0]) else float("nan")
+        out["drag_object_lost"] = float(np.isnan(last[0]))
     return out

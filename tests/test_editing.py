@@ -100,6 +100,10 @@ def test_inversion_and_p2p_report_reconstruction_and_restore_the_processors(pipe
         out = pipe.edit_clip(clip, "a blue square moves right", "a red square moves right", method=method, num_inference_steps=3)
         assert out.reconstruction.shape == clip.shape and 0 < out.inversion_psnr < 100
     assert all(isinstance(p, AttnProcessor) for p in pipe.denoiser.attn_processors.values())
+    from vidfm.editing import AttentionSettings
+
+    ctl = pipe._controller("p2p", ["a red square", "a dark blue square"], AttentionSettings(emphasis=2.0, reweight={"square": 0.5}), 5, True)
+    assert sorted(ctl.reweight.items()) == [(2, 2.0), (3, 2.0), (4, 0.5)]  # [CLS] a dark blue square: the new words emphasised
     nt = pipe.edit_clip(clip, "a blue square moves right", "a red square moves right", method="inversion", num_inference_steps=3, null_text=True)
     assert nt.frames.shape == clip.shape
     derived = pipe.edit_clip(clip, "a blue square moves right", "a red square moves right", method="p2p", num_inference_steps=3, mask="attention")

@@ -59,13 +59,16 @@ DEFAULT_STRENGTH = {"sdedit": 0.6, "inversion": 1.0, "p2p": 1.0, "flow": 0.6, "d
 
 @dataclass
 class AttentionSettings:
-    """P2P / FateZero / PnP knobs: modes and the fraction of steps each is applied for."""
+    """P2P / FateZero / PnP knobs: modes and the fraction of steps each is applied for.
+    The defaults (FateZero blending, the new words' attention doubled) edited the most
+    validation pairs of the world (see benchmarks/RESULTS.md, issue 18)."""
 
     cross: str = "refine"
-    self: str = "replace"
+    self: str = "blend"
     cross_steps: float = 0.8
     self_steps: float = 0.4
     reweight: dict[str, float] = field(default_factory=dict)  # word of the edit prompt -> factor
+    emphasis: float = 2.0  # factor on every word of the edit prompt that the source prompt lacks
 
     def __post_init__(self):
         if self.cross not in CROSS_MODES or self.self not in SELF_MODES:
@@ -211,7 +214,7 @@ class VideoEditPipeline(VideoGenerationPipeline):
         method: str = "sdedit",
         strength: float | None = None,
         num_inference_steps: int = 25,
-        guidance_scale: float = 4.0,
+        guidance_scale: float = 7.5,
         mask: np.ndarray | str | None = None,
         inverted_noise: bool = False,
         null_text: bool = False,
@@ -367,6 +370,9 @@ class VideoEditPipeline(VideoGenerationPipeline):
             if not hits:
                 raise ConfigError(f"--reweight word {word!r} is not in the prompt")
             reweight.update({j + k: float(factor) for j in hits for k in range(len(pieces))})
+        if attention.emphasis != 1.0:
+            for j in changed:
+                reweight.setdefault(j, float(attention.emphasis))
         ctl = EditController(steps, cross_mode=attention.cross if method == "p2p" else "none", self_mode=attention.self if method == "p2p" else "none",
                              cross_steps=attention.cross_steps, self_steps=attention.self_steps, mapping=mapping,
                              reweight=reweight if method == "p2p" else {}, paired=paired)  # fmt: skip

@@ -42,6 +42,8 @@ CONFIGS = {
     "p2p defaults (blend, emphasis 2, guidance 7.5), true mask": ("p2p", {"guidance_scale": 7.5, "attention": "blend+2"}, "true"),
     "p2p defaults (blend, emphasis 2, guidance 7.5), DiffEdit mask": ("p2p", {"guidance_scale": 7.5, "attention": "blend+2"}, "diffedit"),
     "inversion, guidance 7.5, true mask": ("inversion", {"guidance_scale": 7.5}, "true"),
+    "p2p blend, guidance 7.5, true mask": ("p2p", {"guidance_scale": 7.5, "attention": "blend"}, "true"),
+    "sdedit 1.0, guidance 7.5, true mask": ("sdedit", {"strength": 1.0, "guidance_scale": 7.5}, "true"),
     "drag along the target track": ("drag", {}, None),
 }
 
@@ -53,14 +55,14 @@ def drag_track(pair: dict, size: int = 32, margin: float = 3.0) -> dict[int, tup
     return {k: tuple(np.clip(start + d, margin, size - 1 - margin)) for k, d in enumerate(motion)}
 
 
-def table(model: str, per_kind: int, steps: int, kinds=None, configs=None) -> list[dict]:
+def table(model: str, per_kind: int, steps: int, kinds=None, configs=None, split: str = "test") -> list[dict]:
     from vidfm.editing import AttentionSettings, VideoEditPipeline
     from vidfm.editing.video import EditReport, edit_video
     from vidfm.tasks.editing_eval import edit_pairs, edit_scores
 
     pipe = VideoEditPipeline.from_pretrained(model)
     cfg = pipe.config
-    pairs = edit_pairs(WORLD, "test", per_kind=per_kind, num_frames=cfg.num_frames, size=cfg.height, **({"kinds": kinds} if kinds else {}))
+    pairs = edit_pairs(WORLD, split, per_kind=per_kind, num_frames=cfg.num_frames, size=cfg.height, **({"kinds": kinds} if kinds else {}))
     judge = world_judge(cfg.num_frames, cfg.height)
     rows = []
     for name, video_of in (("no edit (the source itself)", "source"), ("ceiling (the exact target)", "target")):
@@ -209,6 +211,7 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=4)
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--kinds", help="edit kinds for the table (default: all)")
+    ap.add_argument("--split", default="test", help="world split of the edit pairs: test, or val to choose settings")
     ap.add_argument("--configs", help="';'-separated config names for the table (default: all)")
     ap.add_argument("--real-video", default=str(Path(__file__).parent / "_data" / "transnetv2_test.mp4"))
     ap.add_argument("--json")
@@ -219,7 +222,7 @@ def main() -> None:
         results["calibrate"] = calibrate(args.model)
     if "table" in parts:
         results["table"] = table(args.model, args.per_kind, args.steps, args.kinds.split(",") if args.kinds else None,
-                                 args.configs.split(";") if args.configs else None)
+                                 args.configs.split(";") if args.configs else None, args.split)
     if "memory" in parts:
         results["memory"] = memory(args.model)
     if "real" in parts:

@@ -130,10 +130,10 @@ def calibrate(model: str, per_kind: int = 4) -> list[dict]:
     ious: dict[tuple[float, int], list[float]] = {}
     for p in pairs:
         x0 = pipe.encode_video(p["source"])
-        (st, sm), (et, em) = pipe.encode_prompt([p["source_prompt"]]), pipe.encode_prompt([p["prompt"]])
+        text, tmask = pipe.encode_prompt([p["source_prompt"], p["prompt"]])
         for threshold in (0.4, 0.5, 0.6, 0.7, 0.8):
             for dilate in (0, 1, 2):
-                m = pipe.diffedit_mask(x0, st, sm, et, em, levels, torch.Generator().manual_seed(0), threshold, dilate) > 0.5
+                m = pipe.diffedit_mask(x0, text, tmask, levels, torch.Generator().manual_seed(0), threshold, dilate) > 0.5
                 ious.setdefault((threshold, dilate), []).append(float((m & p["mask"]).sum() / max(1, (m | p["mask"]).sum())))
     rows = [{"threshold": t, "dilate": d, "mask_iou": float(np.mean(v)), "n": len(v)} for (t, d), v in ious.items()]
     for r in sorted(rows, key=lambda r: -r["mask_iou"]):
@@ -151,6 +151,18 @@ def long_world_video(path: Path, frames: int) -> None:
     write_video(path, np.concatenate([src] * reps)[:frames], fps=8)
 
 
+def cli_edit(video: Path, prompt: str, out: Path, model: str, method: str, *extra: str) -> tuple[dict, float, float]:
+    """One 'vidfm edit --json' in a fresh process -> (its JSON, peak RSS in MB, seconds)."""
+    cmd = [sys.executable, "-m", "vidfm", "edit", str(video), prompt, "--model", model, "--method", method, "--steps", "10",
+           "--out", str(out), "--json", *extra]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _, status, usage = os.wait4(proc.pid, 0)  # reaped here for its own rusage (its output is a few KB: the pipes do not fill)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(proc.stderr.read().decode()[-2000:])
+    return json.loads(proc.stdout.read()), usage.ru_maxrss / 1024, time.perf_counter() - started
+
+
 def memory(model: str, counts=(8, 32, 128, 512), methods=("sdedit", "p2p")) -> list[dict]:
     """Peak RSS of one 'vidfm edit' process per length (fresh processes: no shared peak)."""
     import tempfile
@@ -162,19 +174,9 @@ def memory(model: str, counts=(8, 32, 128, 512), methods=("sdedit", "p2p")) -> l
             long_world_video(video, n)
             for method in methods:
                 extra = ["--source-prompt", "a red circle moves left"] if method == "p2p" else []
-                cmd = [sys.executable, "-m", "vidfm", "edit", str(video), "a blue circle moves left", "--model", model, "--method", method,
-                       "--steps", "10", "--out", str(Path(d) / f"o{n}_{method}.mp4"), "--json", *extra]  # fmt: skip
-                started = time.perf_counter()
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
-                _, status, usage = os.wait4(proc.pid, 0)
-                out = proc.stdout.read().decode()
-                if os.waitstatus_to_exitcode(status) != 0:
-                    raise RuntimeError(proc.stderr.read().decode()[-2000:])
-                res = json.loads(out)
-                row = {"frames": n, "method": method, "peak_rss_mb": usage.ru_maxrss / 1024, "seconds": time.perf_counter() - started,
-                       "windows": res["windows"]}  # fmt: skip
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                res, rss, seconds = cli_edit(video, "a blue circle moves left", Path(d) / f"o{n}_{method}.mp4", model, method, *extra)
+                rows.append({"frames": n, "method": method, "peak_rss_mb": rss, "seconds": seconds, "windows": res["windows"]})
+                print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -189,18 +191,10 @@ def real(model: str, video: Path) -> list[dict]:
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         for method, extra in runs.items():
-            out = Path(d) / f"{method}.mp4"
-            cmd = [sys.executable, "-m", "vidfm", "edit", str(video), "a blue circle", "--model", model, "--method", method, "--steps", "10",
-                   "--to", "4", "--out", str(out), "--json", *extra]  # fmt: skip
-            started = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            if proc.returncode != 0:
-                raise RuntimeError(proc.stderr[-2000:])
-            res = json.loads(proc.stdout)
-            row = {"method": method, "frames": res["frames"], "edited_windows": res["edited_windows"], "windows": res["windows"],
-                   "seconds": round(time.perf_counter() - started, 1), "notes": res["notes"]}  # fmt: skip
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            res, _, seconds = cli_edit(video, "a blue circle", Path(d) / f"{method}.mp4", model, method, "--to", "4", *extra)
+            rows.append({"method": method, "frames": res["frames"], "edited_windows": res["edited_windows"], "windows": res["windows"],
+                         "seconds": round(seconds, 1), "notes": res["notes"]})  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 

@@ -65,6 +65,7 @@ def read_mask(path: str, frames: int, height: int, width: int, source_size: tupl
 
     from vidfm.errors import ConfigError
     from vidfm.io import VideoReader
+    from vidfm.io.probe import probe
 
     p = Path(path)
     if not p.exists():
@@ -92,8 +93,9 @@ def read_mask(path: str, frames: int, height: int, width: int, source_size: tupl
     elif p.suffix.lower() == ".png":
         return png(p).astype(np.float32)
     else:
+        info = probe(p, count_frames=False)
+        check_size(p, (info.width, info.height))
         with VideoReader(p, size=(height, width)) as r:
-            check_size(p, (r._stream.codec_context.width, r._stream.codec_context.height))
             m = np.stack(list(r.iter_frames())).max(-1) > 127
     if len(m) != frames:
         raise ConfigError(f"{p}: the mask has {len(m)} frames, the video {frames}; give one mask per frame or a single PNG")
@@ -102,9 +104,10 @@ def read_mask(path: str, frames: int, height: int, width: int, source_size: tupl
 
 def run_edit(args) -> int:
     from vidfm.editing import AttentionSettings, VideoEditPipeline
-    from vidfm.editing.video import METHODS, EditReport, edit_video, parse_track
+    from vidfm.editing.video import EditReport, edit_video, parse_track
     from vidfm.errors import ConfigError
     from vidfm.io import VideoReader
+    from vidfm.io.probe import probe
     from vidfm.io.writer import save_contact_sheet, write_video
 
     out = Path(args.out)
@@ -123,7 +126,6 @@ def run_edit(args) -> int:
             reweight[word.strip()] = float(factor)
         except ValueError:
             raise ConfigError(f"--reweight {item!r}: expected WORD=FACTOR, e.g. blue=2") from None
-    assert args.method in METHODS
     pipe = VideoEditPipeline.from_pretrained(args.model)
     cfg = pipe.config
     h, w, n = cfg.height, cfg.width, cfg.num_frames
@@ -132,9 +134,8 @@ def run_edit(args) -> int:
         if prompt and len(pipe.text_encoder.tokenizer(prompt)["input_ids"]) > cfg.max_text_length:
             notes.append(f"the prompt {prompt[:40]!r}... is longer than the text tower's {cfg.max_text_length} tokens; its end is ignored")
     started = time.perf_counter()
-    with VideoReader(args.video, size=(h, w)) as reader:
-        total, fps = len(reader), reader.fps or cfg.fps
-        src_w, src_h = reader._stream.codec_context.width, reader._stream.codec_context.height
+    info = probe(args.video)
+    total, fps, src_w, src_h = info.frames, info.fps or cfg.fps, info.width, info.height
     if (src_w, src_h) != (w, h):
         notes.append(f"frames resized from {src_w}x{src_h} to the model's {w}x{h}")
     if total > n:

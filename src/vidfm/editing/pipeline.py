@@ -252,8 +252,12 @@ class VideoEditPipeline(VideoGenerationPipeline):
             raise ConfigError(f"strength {strength} with {num_inference_steps} steps leaves no step to take; raise either")
         x0 = self.encode_video(video)
         prompts = [source_prompt, prompt] if paired else [prompt]
-        text, tmask = self.encode_prompt(prompts)
-        src_text, src_mask = (text[:1], tmask[:1]) if paired else self.encode_prompt([source_prompt]) if needs_source else (None, None)
+        if needs_source:  # one encoding of [source, edit]; an unpaired edit uses its second row
+            pair_text, pair_mask = self.encode_prompt([source_prompt, prompt])
+            text, tmask = (pair_text, pair_mask) if paired else (pair_text[1:], pair_mask[1:])
+            src_text, src_mask = pair_text[:1], pair_mask[:1]
+        else:
+            text, tmask = self.encode_prompt(prompts)
         b = len(prompts)
         g = generator or torch.Generator().manual_seed(0)
         noise = torch.randn(x0.shape, generator=g).to(x0)
@@ -278,7 +282,7 @@ class VideoEditPipeline(VideoGenerationPipeline):
             latents = levels.noise_to(x0, noise, start)
         latents = latents.repeat(b, 1, 1, 1, 1)
         if derived == "diffedit":
-            mask = self.diffedit_mask(x0, src_text, src_mask, text[-1:], tmask[-1:], levels, g, mask_threshold, mask_dilate)
+            mask = self.diffedit_mask(x0, pair_text, pair_mask, levels, g, mask_threshold, mask_dilate)
         controller = None
         if paired or derived == "attention":
             controller = self._controller(method, prompts if paired else [source_prompt, prompt], attention, levels.n - start, paired)
@@ -295,7 +299,8 @@ class VideoEditPipeline(VideoGenerationPipeline):
                 pred = self.predict(latents, levels.model_t[level], t2, m2, cond, guidance_scale)
                 latents = levels.move(pred, latents, level, level + 1)
                 if derived == "attention" and controller.maps and level - start >= max(1, (levels.n - start) // 5):
-                    lat_mask = self.latent_mask(self._attention_mask(controller, mask_threshold, mask_dilate))
+                    user_mask = self._attention_mask(controller, mask_threshold, mask_dilate)
+                    lat_mask = self.latent_mask(user_mask)
                     controller.blend_mask = self._token_mask(lat_mask)
                 latents = self._hold(latents, lat_mask, x0, first_latent, noise, levels, level + 1, paired)
         finally:
@@ -303,7 +308,7 @@ class VideoEditPipeline(VideoGenerationPipeline):
                 self.denoiser.set_attn_processor(saved)
         frames = self.decode(latents)
         edit = frames[-1]
-        used_mask = user_mask if user_mask is not None else (self._attention_mask(controller, mask_threshold, mask_dilate) if derived == "attention" else None)
+        used_mask = user_mask  # given, DiffEdit's, or the attention mask of the last step
         if used_mask is not None and paste_back:
             edit = np.round(used_mask[..., None] * edit + (1 - used_mask[..., None]) * video).astype(np.uint8)
         if first_frame is not None:
@@ -315,18 +320,12 @@ class VideoEditPipeline(VideoGenerationPipeline):
         return ClipEdit(edit, recon, used_mask, psnr)
 
     @torch.no_grad()
-    def diffedit_mask(self, x0, src_text, src_mask, edit_text, edit_mask, levels: Levels, generator, threshold: float = 0.5,
-                      dilate: int = 1, draws: int = 5) -> np.ndarray:  # fmt: skip
+    def diffedit_mask(self, x0, text, tmask, levels: Levels, generator, threshold: float = 0.5, dilate: int = 1, draws: int = 5) -> np.ndarray:
         """DiffEdit (Couairon et al.): where the model's predictions under the source and
-        the edit prompt differ, over a few noise draws at mid noise, smoothed, normalised
-        per frame and thresholded -> a (T, H, W) 0/1 mask. Needs no attention maps, so it
-        works for every denoiser."""
+        the edit prompt (``text``: the two encoded as one batch) differ, over a few noise
+        draws at mid noise, smoothed, normalised per frame and thresholded -> a (T, H, W)
+        0/1 mask. Needs no attention maps, so it works for every denoiser."""
         level = levels.n // 2
-        text = torch.cat([src_text, F.pad(edit_text, (0, 0, 0, src_text.shape[1] - edit_text.shape[1]))]) if src_text.shape[1] >= edit_text.shape[1] else None
-        if text is None:
-            text = torch.cat([F.pad(src_text, (0, 0, 0, edit_text.shape[1] - src_text.shape[1])), edit_text])
-        L = text.shape[1]
-        tmask = torch.cat([F.pad(src_mask, (0, L - src_mask.shape[1])), F.pad(edit_mask, (0, L - edit_mask.shape[1]))])
         diff = 0.0
         for _ in range(draws):
             x = levels.noise_to(x0, torch.randn(x0.shape, generator=generator).to(x0), level).repeat(2, 1, 1, 1, 1)
@@ -341,7 +340,7 @@ class VideoEditPipeline(VideoGenerationPipeline):
         cfg = self.config
         m = F.interpolate(latent_map[None, None].float(), size=(latent_map.shape[0], cfg.height, cfg.width), mode="trilinear", align_corners=False)[0, 0]
         r = self.vae.temporal_factor
-        m = m[[0] + [1 + (f - 1) // r for f in range(1, cfg.num_frames)]]
+        m = m[[(f + r - 1) // r for f in range(cfg.num_frames)]]  # the causal VAE: latent 0 is frame 0, latent j frames 2j-1..2j
         lo, hi = m.flatten(1).amin(1).view(-1, 1, 1), m.flatten(1).amax(1).view(-1, 1, 1)
         binary = ((m - lo) / (hi - lo).clamp(min=1e-8) >= threshold).float()
         if dilate:

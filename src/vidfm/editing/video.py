@@ -73,16 +73,17 @@ def propagate(source: np.ndarray, edited: np.ndarray) -> np.ndarray:
     if t < 3:
         return edited
     img = edited.astype(np.float32)
+    # each neighbouring pair's flow both ways, once: back[k] maps frame k+1 to k, ahead[k] frame k to k+1
+    back = [optical_flow(source[k + 1], source[k]) for k in range(t - 1)]
+    ahead = [optical_flow(source[k], source[k + 1]) for k in range(t - 1)]
     fwd, bwd = [img[0]], [img[-1]]
     ok_f, ok_b = [np.ones(source.shape[1:3], bool)], [np.ones(source.shape[1:3], bool)]
     for k in range(1, t):  # frame k from frame k-1
-        to_prev, to_next = optical_flow(source[k], source[k - 1]), optical_flow(source[k - 1], source[k])
-        fwd.append(warp(fwd[-1], to_prev))
-        ok_f.append((warp(ok_f[-1].astype(np.float32), to_prev) > 0.5) & consistent(to_prev, to_next))
-    for k in range(t - 2, -1, -1):
-        to_next, to_prev = optical_flow(source[k], source[k + 1]), optical_flow(source[k + 1], source[k])
-        bwd.append(warp(bwd[-1], to_next))
-        ok_b.append((warp(ok_b[-1].astype(np.float32), to_next) > 0.5) & consistent(to_next, to_prev))
+        fwd.append(warp(fwd[-1], back[k - 1]))
+        ok_f.append((warp(ok_f[-1].astype(np.float32), back[k - 1]) > 0.5) & consistent(back[k - 1], ahead[k - 1]))
+    for k in range(t - 2, -1, -1):  # frame k from frame k+1
+        bwd.append(warp(bwd[-1], ahead[k]))
+        ok_b.append((warp(ok_b[-1].astype(np.float32), ahead[k]) > 0.5) & consistent(ahead[k], back[k]))
     bwd, ok_b = bwd[::-1], ok_b[::-1]
     out = img.copy()
     for k in range(1, t - 1):
@@ -179,7 +180,6 @@ class EditReport:
     inversion_psnr: list[float] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
     keep_masks: bool = False
-    drag_source: dict = field(default_factory=dict)
 
 
 def range_weights(first: int, count: int, frame_range: tuple[int, int] | None, border: int) -> np.ndarray:
@@ -252,7 +252,7 @@ def edit_video(
             kw = dict(clip_kwargs, first_frame=prev_last if (start > 0 and prev_edited) else None, generator=g)
             clip_mask = _window_mask(mask, start, n, real)
             if method == "drag":
-                result = _drag_window(pipe, clip, start, real, prompt, source_prompt, track, drag_state, radius, report, clip_mask, kw)
+                result = _drag_window(pipe, clip, start, real, prompt, source_prompt, track, drag_state, radius, clip_mask, kw)
             else:
                 result = pipe.edit_clip(clip, prompt, source_prompt, method=base if method == "flow" else method, mask=clip_mask, **kw)
                 if method == "flow":
@@ -293,7 +293,7 @@ def _window_mask(mask, start: int, n: int, real: int):
     return np.concatenate([piece, np.repeat(piece[-1:], n - real, 0)])
 
 
-def _drag_window(pipe, clip, start, real, prompt, source_prompt, track, state, radius, report, clip_mask, kw) -> ClipEdit:
+def _drag_window(pipe, clip, start, real, prompt, source_prompt, track, state, radius, clip_mask, kw) -> ClipEdit:
     """One window of a drag edit: follow the dragged point in the source, move the latents
     along (track - source path), re-denoise with the rest held."""
     n = len(clip)
@@ -306,7 +306,6 @@ def _drag_window(pipe, clip, start, real, prompt, source_prompt, track, state, r
     else:
         return ClipEdit(clip.copy())
     state["pos"] = (start + real - 1, path[real - 1])
-    report.drag_source.update({start + k: xy for k, xy in path.items()})
     r = pipe.vae.temporal_factor
     latent_frames = [0] + [j * r for j in range(1, pipe.vae.latent_shape(n, *clip.shape[1:3])[0])]
     x0 = pipe.encode_video(clip)

@@ -121,6 +121,17 @@ def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
     return float(psnr.mean()), float(structural_similarity_index_measure(b, a, data_range=1.0))
 
 
+def region_psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    """PSNR (dB, capped at ``PSNR_CAP``) of two uint8 videos from the squared error pooled
+    over the pixels where ``where`` (``a.shape[:-1]`` bool) is True, or over all of them:
+    the error outside (or inside) an edit's mask."""
+    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    if where is not None:
+        d = d[np.broadcast_to(where[..., None], d.shape)]
+    mse = float(d.mean()) if d.size else 0.0
+    return PSNR_CAP if mse <= 1e-10 else min(PSNR_CAP, float(10 * np.log10(255.0**2 / mse)))
+
+
 def psnr_ssim_uint8(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
     """The same for (N, T, H, W, 3) uint8 videos."""
     def to_t(v):

@@ -72,9 +72,8 @@ def _area(video: np.ndarray, colour: str) -> int:
     return int((colour_masks(video[None])[0] == COLOUR_NAMES.index(colour)).sum())
 
 
-def _resize(frames: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
-    mode = Image.NEAREST if nearest else Image.BILINEAR
-    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), mode)) for f in frames])
+def _resize(frames: np.ndarray, size: int) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in frames])
 
 
 def edit_pairs(world, split: str = "test", kinds=EDIT_KINDS, per_kind: int = 8, num_frames: int = 9, size: int = 32, seed: int = 0) -> list[dict]:
@@ -124,14 +123,6 @@ def edit_pairs(world, split: str = "test", kinds=EDIT_KINDS, per_kind: int = 8, 
     return out
 
 
-def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
-    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    if where is not None:
-        d = d[np.broadcast_to(where[..., None], d.shape)]
-    mse = float(d.mean()) if d.size else 0.0
-    return 100.0 if mse <= 1e-10 else float(10 * np.log10(255.0**2 / mse))
-
-
 def true_flow_warp_error(video: np.ndarray, pair: dict) -> float:
     """Mean absolute error between each frame and the next one moved back along the
     true motion (the edited object's displacement inside its mask, zero elsewhere),
@@ -154,14 +145,14 @@ def true_flow_warp_error(video: np.ndarray, pair: dict) -> float:
 def edit_scores(edited: np.ndarray, pair: dict, judge=None, derived_mask: np.ndarray | None = None, drag_endpoint=None) -> dict:
     """Scores of one edited clip against its pair (see the module docstring);
     ``drag_endpoint``: the (x, y) a drag commanded for the last frame."""
-    from vidfm.metrics.generation import flicker, psnr_ssim_uint8
+    from vidfm.metrics.generation import flicker, psnr_ssim_uint8, region_psnr
     from vidfm.tasks.generation_eval import COLOUR_NAMES, colour_masks, trajectories
 
     outside = ~pair["mask"]
     out = {
-        "psnr_outside_target": _psnr(edited, pair["target"], outside),
-        "psnr_outside_source": _psnr(edited, pair["source"], outside),
-        "psnr_full_target": _psnr(edited, pair["target"]),
+        "psnr_outside_target": region_psnr(edited, pair["target"], outside),
+        "psnr_outside_source": region_psnr(edited, pair["source"], outside),
+        "psnr_full_target": region_psnr(edited, pair["target"]),
         "ssim_full_target": psnr_ssim_uint8(pair["target"][None], edited[None])[1],
         "warp_error": true_flow_warp_error(edited, pair),
         "flicker": flicker(edited[None]),

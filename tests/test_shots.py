@@ -84,7 +84,7 @@ def test_transnetv2_matches_the_reference_inference_and_leaves_global_state_alon
 
 def test_detectors_find_the_cut_and_the_fade(edited):
     path, truth = edited
-    for method in ("histogram", "transnetv2", "content"):
+    for method in ("student", "histogram", "transnetv2", "content"):
         shots = detect_shots(path, method)
         score = shot_boundary_scores(truth, shots.ranges)
         assert score["recall"] >= (1.0 if method != "content" else 0.5), (method, shots.ranges)
@@ -97,7 +97,7 @@ def test_no_cuts_single_frame_and_short_videos(tmp_path):
     still = write_video(tmp_path / "still.mp4", solid((90, 90, 90), 30), fps=10)
     one = write_video(tmp_path / "one.mp4", solid((90, 20, 90), 1), fps=10)
     for p in (still, one):
-        for method in ("histogram", "transnetv2"):
+        for method in ("student", "histogram", "transnetv2"):
             shots = detect_shots(p, method)
             assert shots.ranges == [(0, shots.num_frames - 1)]
     assert detect_shots(one, "histogram").num_frames == 1
@@ -184,3 +184,20 @@ def test_split_keeps_the_audio_and_scenes_tile_the_video(edited, tmp_path, capsy
     scenes = result["scenes"]
     assert code == 0 and scenes[0]["start"] == 0.0 and scenes[-1]["end"] == pytest.approx(6.4)
     assert all(a["end"] == b["start"] for a, b in zip(scenes, scenes[1:]))  # no overlap, no gap
+
+
+def test_student_agrees_with_transnetv2_on_real_footage_it_never_saw(capsys):
+    """Frames 4000-4599 of the real test.mp4 (the student trained on frames < 2650 only)."""
+    from vidfm.shots.detect import StudentDetector, _read_all
+
+    frames, _, _ = _read_all(TRANSNET_TEST_MP4, (27, 48), "BICUBIC")
+    part = frames[4000:4600]
+    teacher, _ = TransNetV2Detector().predict_frames(part)
+    student = StudentDetector().predict(part)
+    truth = shots_from_transition_frames(teacher > 0.5)
+    assert len(truth) > 5
+    assert shot_boundary_scores(truth, shots_from_transition_frames(student > 0.5))["f1"] >= 0.9
+    code, out, err = run(capsys, "shots", TRANSNET_TEST_MP4, "--runtime", "onnxruntime", "--json")
+    assert code == 0 and len(json.loads(out)["shots"]) > 80, err
+    code, out, err = run(capsys, "shots", TRANSNET_TEST_MP4, "--method", "histogram", "--runtime", "onnxruntime")
+    assert code == 1 and "for the student detector" in err

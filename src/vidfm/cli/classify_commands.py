@@ -52,18 +52,20 @@ def register_train(tsub) -> None:
 
 def register(sub) -> None:
     e = sub.add_parser("eval", help="evaluate a classifier, video-text, grounding or Video-LLM model", description="A classifier: top-1, top-5, per-class accuracy and a confusion-matrix PNG. A video-text model: R@1/5/10, median and mean rank in both directions, and zero-shot accuracy on a world.")
-    e.add_argument("model", help="run folder (uses RUN/best), a saved classifier or a video-text model")
+    e.add_argument("model", help="run folder (uses RUN/best), a saved classifier, a classifier's ONNX export (vidfm export / compress) or a video-text model")
     e.add_argument("data", help="synthetic world folder (with --split), CSV or folder of class folders")
     e.add_argument("--split", default="test", help="world split: train, val, test or compositional (default test)")
     e.add_argument("--confusion", help="write the confusion matrix PNG here (default MODEL/confusion_<split>.png)")
     e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="classifiers: run in PyTorch, or export and run in ONNX Runtime")
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=run_eval)
 
     pr = sub.add_parser("predict", help="top-k labels of a video", description="Classify one or more videos with a trained classifier.")
-    pr.add_argument("model", help="run folder (uses RUN/best) or a saved classifier folder")
+    pr.add_argument("model", help="run folder (uses RUN/best), a saved classifier folder or its ONNX export")
     pr.add_argument("videos", nargs="+", metavar="VIDEO")
     pr.add_argument("--top", type=int, default=5)
+    pr.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="run in PyTorch, or export and run in ONNX Runtime")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(run=run_predict)
 
@@ -106,12 +108,26 @@ def run_train_classify(args) -> int:
     return 0
 
 
-def _load_classifier(path):
+def _load_classifier(path, runtime: str = "torch"):
+    """A classifier folder, or an ONNX export of one (run by ONNX Runtime); with
+    ``runtime="onnxruntime"`` a folder is exported to a temporary file first."""
     from vidfm.files import model_folder
     from vidfm.tasks.classify import VideoClassifier
 
+    if str(path).endswith(".onnx"):
+        from vidfm.compress.onnx import OnnxClassifier
+
+        return OnnxClassifier(path), Path(path).parent
     path = model_folder(path, "classifier.json")
-    return VideoClassifier.from_pretrained(path), path
+    model = VideoClassifier.from_pretrained(path)
+    if runtime == "onnxruntime":
+        import tempfile
+
+        from vidfm.compress.onnx import OnnxClassifier, export_classifier
+
+        with tempfile.TemporaryDirectory(prefix="vidfm-onnx-") as tmp:  # the session holds the weights once built
+            model = OnnxClassifier(export_classifier(model, Path(tmp) / "classifier.onnx"))
+    return model, path
 
 
 def run_eval(args) -> int:
@@ -120,13 +136,14 @@ def run_eval(args) -> int:
     from vidfm.data.datasets import DataSource, VideoDataset
     from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
 
-    if is_video_text_model(args.model):
+    folder = not str(args.model).endswith(".onnx")  # an ONNX export is a classifier
+    if folder and is_video_text_model(args.model):
         return run_eval_retrieval(args)
-    if is_grounding_model(args.model):
+    if folder and is_grounding_model(args.model):
         return run_eval_grounding(args)
-    if is_videollm(args.model):
+    if folder and is_videollm(args.model):
         return run_eval_videollm(args)
-    model, path = _load_classifier(args.model)
+    model, path = _load_classifier(args.model, args.runtime)
     source = DataSource(args.data)
     if source.is_world and source.world().classes != model.classes:
         raise ConfigError(f"{args.data}: the world's labels differ from the model's")
@@ -206,6 +223,6 @@ def run_eval_videollm(args) -> int:
 def run_predict(args) -> int:
     from vidfm.tasks.classify import predict
 
-    model, _ = _load_classifier(args.model)
+    model, _ = _load_classifier(args.model, args.runtime)
     results, failed = for_each_video(args.videos, lambda v: [{"label": lab, "probability": p} for lab, p in predict(model, v, top=args.top)])
     return print_ranked(results, failed, args.json, "probability")

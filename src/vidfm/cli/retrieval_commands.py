@@ -66,7 +66,7 @@ def register(sub) -> None:
     ix.add_argument("--out", required=True, help="index folder (created or updated)")
     ix.add_argument("--window", type=float, help="embed windows of this many seconds instead of whole videos")
     ix.add_argument("--stride", type=float, help="seconds between window starts (default: the window)")
-    ix.add_argument("--shots", choices=["histogram", "transnetv2", "content", "adaptive"], help="embed each shot found by this detector instead")
+    ix.add_argument("--shots", choices=["student", "histogram", "transnetv2", "content", "adaptive"], help="embed each shot found by this detector instead")
     ix.add_argument("--kind", default="flat", choices=["flat", "hnsw"], help="exact search, or HNSW for large collections")
     ix.add_argument("--batch-size", type=int, default=32)
     ix.add_argument("--json", action="store_true")

@@ -9,9 +9,11 @@ from vidfm.cli.common import print_json, progress
 
 def _add_detector_options(p) -> None:
     p.add_argument("video")
-    p.add_argument("--method", default="transnetv2", choices=["transnetv2", "histogram", "content", "adaptive"],
-                   help="transnetv2 (neural, real weights; default), histogram (fast classical), content/adaptive (PySceneDetect)")  # fmt: skip
-    p.add_argument("--threshold", type=float, default=0.5, help="transnetv2: transition probability threshold (default 0.5)")
+    p.add_argument("--method", default="student", choices=["student", "transnetv2", "histogram", "content", "adaptive"],
+                   help="student (default: a small network distilled from TransNetV2, tens of times faster), transnetv2 (the "
+                        "teacher, real weights), histogram (fast classical), content/adaptive (PySceneDetect)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=0.5, help="student/transnetv2: transition probability threshold (default 0.5)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="student: run the network in PyTorch or ONNX Runtime")
 
 
 def register(sub) -> None:
@@ -30,11 +32,19 @@ def register(sub) -> None:
     register_scenes(sub)
 
 
+def _runtime(args) -> dict:
+    if args.runtime != "torch" and args.method != "student":
+        from vidfm.errors import ConfigError
+
+        raise ConfigError(f"--runtime {args.runtime} is for the student detector, not {args.method}")
+    return {"runtime": args.runtime} if args.method == "student" else {}
+
+
 def run_shots(args) -> int:
     from vidfm.shots import detect_shots
     from vidfm.viz import plot_shot_timeline
 
-    shots = detect_shots(args.video, args.method, args.threshold, progress=progress)
+    shots = detect_shots(args.video, args.method, args.threshold, progress=progress, **_runtime(args))
     result = shots.as_dict()
     if args.timeline:
         result["timeline_png"] = str(plot_shot_timeline(shots, args.timeline))
@@ -55,7 +65,7 @@ def run_split(args) -> int:
 
     from vidfm.shots import detect_shots, split_shots
 
-    shots = detect_shots(args.video, args.method, args.threshold, progress=progress)
+    shots = detect_shots(args.video, args.method, args.threshold, progress=progress, **_runtime(args))
     paths = split_shots(shots, args.out, progress=lambda total: tqdm(total=total, desc="splitting", unit="frame", disable=None))
     if args.json:
         print_json({**shots.as_dict(), "files": [str(p) for p in paths]})

@@ -395,7 +395,7 @@ def create_app(config: ServeConfig, keys: list[str] | None = None) -> FastAPI:
 
     @v1.post("/shots", summary="Shot boundaries, as a timeline with a thumbnail per shot")
     async def shots(file: FileField = None, video: VideoField = None,
-                    method: Annotated[str, Form(pattern="^(transnetv2|histogram|content|adaptive)$")] = "transnetv2",
+                    method: Annotated[str, Form(pattern="^(student|transnetv2|histogram|content|adaptive)$")] = "student",
                     thumbs: Annotated[bool, Form(description="add a JPEG thumbnail of each shot's middle frame")] = True) -> dict:  # fmt: skip
         from vidfm.shots import detect_shots
 

@@ -42,6 +42,7 @@ class VideoClassifier(nn.Module):
         self.classes = list(classes)
         self.dropout = dropout
         self.adaptation: dict | None = None
+        self.compression: dict | None = None  # set by vidfm.compress (pruned shapes, token merging)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(video).pooled)
@@ -71,9 +72,11 @@ class VideoClassifier(nn.Module):
         from vidfm.models import save_encoder
 
         def write(d: Path):
-            save_encoder(self.encoder, d)
+            save_encoder(getattr(self.encoder, "merged_encoder", self.encoder), d)
             save_file({k: v.detach().contiguous().clone() for k, v in self.head.state_dict().items()}, d / HEAD)
             meta = {"classes": self.classes, "dropout": self.dropout, "adaptation": self.adaptation}
+            if self.compression:
+                meta["compression"] = self.compression
             (d / META).write_text(json.dumps(meta, indent=2))
 
         atomic_save_dir(Path(path), write)
@@ -93,6 +96,10 @@ class VideoClassifier(nn.Module):
             meta = json.loads((path / META).read_text())
         except json.JSONDecodeError:
             raise ConfigError(f"{path / META}: not valid JSON") from None
+        if meta.get("compression"):
+            from vidfm.compress import load_compressed_classifier
+
+            return load_compressed_classifier(cls, path, meta)
         if not (path / HEAD).exists():
             return cls._from_single_file(path, meta)
         model = cls(load_encoder(path, merge_lora=False), meta["classes"], meta.get("dropout", 0.0))

@@ -1,0 +1,224 @@
+"""Compression, side by side in one run: fp32 PyTorch against every method, per model.
+
+    python benchmarks/compress.py --parts train     # the fp32 models and the trained methods (~40 min)
+    python benchmarks/compress.py --parts table --json benchmarks/results/compress.json
+
+Models (600-video world, 8 frames at 64x64, trained with `vidfm train classify`):
+* videomae-tiny (472 k parameters, 30 epochs) and r2plus1d-tiny (909 k, 10 epochs);
+* vit-s: VideoMAE-small's transformer (384 wide, 12 layers, 6 heads, 21.7 M parameters) on
+  64x64 clips with 16-pixel patches (128 tokens), trained for --vit-s-epochs only: its
+  accuracy is low, so for it the columns that matter are speed, size and how closely each
+  method follows the fp32 model (agreement of the top-1 label).
+
+Methods: ``vidfm compress`` with each method, plus fp32 ONNX Runtime (to separate the
+runtime's gain from INT8's) and, when installed, torchao int8 and torch.ao dynamic int8.
+Per row: test and compositional top-1, top-1 agreement with fp32 on both splits, clips/s
+(batch 8, 2 threads, the median of 5 timed passes after a warm-up), size on disk, and
+peak activation memory (the process's peak RSS growth while running one batch, measured in
+a fresh subprocess per row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from classify import world
+
+from vidfm.data.datasets import DataSource, VideoDataset
+
+RUNS = Path(__file__).parent / "_data" / "runs" / "compress"
+HERE = Path(__file__).parent
+MODELS = {  # name: (encoder argument, extra train args)
+    "videomae-tiny": ["--encoder", "videomae-tiny", "--epochs", "30", "--lr", "1e-3", "--batch-size", "16"],
+    "r2plus1d-tiny": ["--encoder", "r2plus1d-tiny", "--epochs", "10", "--lr", "3e-3", "--batch-size", "16"],
+}
+
+
+def vidfm(*args):
+    cmd = [sys.executable, "-m", "vidfm", *map(str, args)]
+    print("$ vidfm " + " ".join(map(str, args)), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def part_train(args):
+    w = world(600)
+    for name, extra in MODELS.items():
+        if not (RUNS / name / "best" / "classifier.json").exists():
+            vidfm("train", "classify", w, "--out", RUNS / name, *extra)
+    if args.vit_s_epochs and not (RUNS / "vit-s" / "best" / "classifier.json").exists():
+        train_vit_s(w, args.vit_s_epochs)
+    for name in MODELS:
+        src = RUNS / name / "best"
+        scale = "0.7"  # width x0.7 -> about half the parameters
+        if not (RUNS / f"{name}-distilled" / "best").exists():
+            vidfm("compress", src, "--method", "distill", "--data", w, "--out", RUNS / f"{name}-distilled", "--student-scale", scale,
+                  "--epochs", MODELS[name][MODELS[name].index("--epochs") + 1], "--lr", MODELS[name][MODELS[name].index("--lr") + 1], "--batch-size", "16")  # fmt: skip
+        if not (RUNS / f"{name}-pruned" / "best").exists():
+            heads = [] if name.startswith("videomae") else ["--no-heads"]
+            vidfm("compress", src, "--method", "prune", "--ratio", "0.3", *heads, "--data", w, "--out", RUNS / f"{name}-pruned", "--epochs", "5", "--lr", "1e-3", "--batch-size", "16")
+
+
+def train_vit_s(w, epochs: int):
+    from vidfm.tasks.classify import train_classifier
+    from vidfm.training import TrainConfig
+
+    cfg = TrainConfig(output_dir=str(RUNS / "vit-s"), epochs=epochs, batch_size=16, lr=5e-4, seed=0)
+    summary = train_classifier(w, "videomae-small", train_config=cfg, num_frames=8, size=64)
+    print(f"vit-s trained in {summary['seconds']:.0f} s, best val {summary['best']:.3f}")
+
+
+# -- the table --------------------------------------------------------------------------------
+def clips(split: str, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    records, _ = DataSource(world(600)).classification(split, classes=classes)
+    ds = VideoDataset(records, num_frames=8, decode_size=(64, 64), sampler="segments", on_error="raise")
+    items = [ds[i] for i in range(len(ds))]
+    return torch.stack([x["video"] for x in items]), torch.tensor([int(x["label"]) for x in items])
+
+
+def logits_of(model, videos: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([torch.as_tensor(model(videos[i : i + batch])).float() for i in range(0, len(videos), batch)])
+
+
+def build(spec: dict, tmp: Path):
+    """(model callable, bytes on disk) for one row."""
+    from vidfm.compress import compress_classifier
+    from vidfm.compress.onnx import OnnxClassifier, export_classifier
+    from vidfm.compress.quantize import torch_ao_dynamic, torchao_int8
+    from vidfm.tasks.classify import VideoClassifier
+
+    src, method = Path(spec["src"]), spec["method"]
+    out = tmp / f"{spec['model']}-{method}"
+    if method in ("fp32", "distill", "prune-kd"):
+        return VideoClassifier.from_pretrained(src), _bytes(src)
+    if method == "onnx-fp32":
+        model = VideoClassifier.from_pretrained(src)
+        path = export_classifier(model, out.with_suffix(".onnx"))
+        return OnnxClassifier(path, threads=2), _bytes(path)
+    if method in ("int8-dynamic", "int8-static"):
+        opts = {}
+        if method == "int8-static":
+            calib, _ = clips("train", VideoClassifier.from_pretrained(src).classes)
+            opts["calibration"] = (calib[i : i + 1].numpy() for i in range(0, 32))
+        report = compress_classifier(src, method, out.with_suffix(".onnx"), **opts)
+        return OnnxClassifier(report["out"], threads=2), report["bytes_after"]
+    if method in ("sparse", "tome") or method.startswith("tome"):
+        m, _, r = method.partition(":")
+        opts = {"sparsity": 0.5} if m == "sparse" else {"r": int(r)}
+        compress_classifier(src, m, out, **opts)
+        return VideoClassifier.from_pretrained(out), _bytes(out)
+    model = VideoClassifier.from_pretrained(src)
+    if method == "torchao":
+        torchao_int8(model)
+    elif method == "torch.ao":
+        torch_ao_dynamic(model)
+    return model, None
+
+
+def _bytes(path: Path) -> int:
+    from vidfm.compress import _size_on_disk
+
+    return _size_on_disk(path)
+
+
+def speed(model, video: torch.Tensor, repeats: int = 5) -> float:
+    logits_of(model, video)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        logits_of(model, video)
+        times.append(time.perf_counter() - t0)
+    return len(video) / float(np.median(times))
+
+
+def rows_for(name: str, args) -> list[dict]:
+    src = RUNS / name / "best"
+    rows = [{"model": name, "method": m, "src": str(src)} for m in ("fp32", "onnx-fp32", "int8-dynamic", "int8-static", "sparse")]
+    if name != "r2plus1d-tiny":
+        rows += [{"model": name, "method": f"tome:{r}", "src": str(src)} for r in (args.tome_r[name] if isinstance(args.tome_r, dict) else [8])]
+    for kind, method in (("distilled", "distill"), ("pruned", "prune-kd")):
+        if (RUNS / f"{name}-{kind}" / "best").exists():
+            rows.append({"model": name, "method": method, "src": str(RUNS / f"{name}-{kind}" / "best")})
+    for method, module in (("torchao", "torchao"), ("torch.ao", None)):
+        if module is None or __import__("importlib").util.find_spec(module):
+            rows.append({"model": name, "method": method, "src": str(src)})
+    return rows
+
+
+def measure_row(spec: dict) -> dict:
+    """Everything for one row, in this (fresh) process."""
+    import tempfile
+
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, size = build(spec, Path(tmp))
+        classes = model.classes
+        test, test_y = clips("test", classes)
+        comp, comp_y = clips("compositional", classes)
+        batch = test[:8]
+        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        logits_of(model, batch)
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+        lt, lc = logits_of(model, test), logits_of(model, comp)
+        row = {**spec, "bytes": size, "peak_activation_mb": peak_mb, "clips_per_s": speed(model, test[:16]),
+               "test": float((lt.argmax(-1) == test_y).float().mean()), "compositional": float((lc.argmax(-1) == comp_y).float().mean()),
+               "pred_test": lt.argmax(-1).tolist(), "pred_comp": lc.argmax(-1).tolist(),
+               "params": sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None}  # fmt: skip
+    return row
+
+
+def part_table(args) -> list[dict]:
+    rows = []
+    for name in args.models:
+        fp32 = None
+        for spec in rows_for(name, args):
+            out = subprocess.run([sys.executable, __file__, "--row", json.dumps(spec)], capture_output=True, text=True, cwd=HERE)
+            if out.returncode:
+                print(f"{name} {spec['method']}: FAILED {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
+                rows.append({**spec, "error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"})
+                continue
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            if spec["method"] == "fp32":
+                fp32 = row
+            if fp32:
+                row["agreement"] = float(np.mean(np.array(row["pred_test"] + row["pred_comp"]) == np.array(fp32["pred_test"] + fp32["pred_comp"])))
+                row["speedup"] = row["clips_per_s"] / fp32["clips_per_s"]
+                row["delta_test"] = row["test"] - fp32["test"]
+            size = f"{row['bytes'] / 1e6:7.2f} MB" if row.get("bytes") else "      - "
+            print(f"{name:<14} {spec['method']:<13} test {row['test']:.3f} ({row.get('delta_test', 0):+.3f})  comp {row['compositional']:.3f}  "
+                  f"agree {row.get('agreement', 1):.3f}  {row['clips_per_s']:7.1f} clips/s ({row.get('speedup', 1):.2f}x)  {size}  "
+                  f"peak +{row['peak_activation_mb']:.0f} MB", flush=True)  # fmt: skip
+            rows.append(row)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="train,table")
+    ap.add_argument("--models", nargs="+", default=["videomae-tiny", "r2plus1d-tiny", "vit-s"])
+    ap.add_argument("--vit-s-epochs", type=int, default=6)
+    ap.add_argument("--row", help=argparse.SUPPRESS)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    args.tome_r = {"videomae-tiny": [16, 32], "vit-s": [8, 10]}
+    if args.row:
+        print(json.dumps(measure_row(json.loads(args.row))))
+        return
+    if "train" in args.parts:
+        part_train(args)
+    if "table" in args.parts:
+        rows = part_table(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

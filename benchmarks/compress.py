@@ -5,8 +5,8 @@
 
 Models (600-video world, 8 frames at 64x64, trained with `vidfm train classify`):
 * videomae-tiny (472 k parameters, 30 epochs) and r2plus1d-tiny (909 k, 10 epochs);
-* vit-s: VideoMAE-small's transformer (384 wide, 12 layers, 6 heads, 21.7 M parameters) on
-  64x64 clips with 16-pixel patches (128 tokens), trained for --vit-s-epochs only: its
+* vit-s: VideoMAE-small's transformer (384 wide, 12 layers, 6 heads, ~21 M parameters) on
+  64x64 clips with the tiny models' 8-pixel patches (256 tokens), trained for --vit-s-epochs only: its
   accuracy is low, so for it the columns that matter are speed, size and how closely each
   method follows the fp32 model (agreement of the top-1 label).
 
@@ -14,8 +14,9 @@ Methods: ``vidfm compress`` with each method, plus fp32 ONNX Runtime (to separat
 runtime's gain from INT8's) and, when installed, torchao int8 and torch.ao dynamic int8.
 Per row: test and compositional top-1, top-1 agreement with fp32 on both splits, clips/s
 (batch 8, 2 threads, the median of 5 timed passes after a warm-up), size on disk, and
-peak activation memory (the process's peak RSS growth while running one batch, measured in
-a fresh subprocess per row).
+peak activation memory (the growth of the process's resident size during its first batch
+of 8, sampled every millisecond; each row's model is built by one subprocess and measured
+by a fresh one, so nothing ran inference there before).
 """
 
 from __future__ import annotations
@@ -67,11 +68,17 @@ def part_train(args):
 
 
 def train_vit_s(w, epochs: int):
+    """VideoMAE-small's transformer at the tiny models' tokenisation (8x8 patches of 64x64
+    frames, tubelets of 2: 256 tokens), from a fresh initialisation."""
+    from vidfm.models import build_encoder
     from vidfm.tasks.classify import train_classifier
     from vidfm.training import TrainConfig
 
+    init = RUNS / "vit-s-init"
+    torch.manual_seed(0)
+    build_encoder("videomae-small", image_size=64, patch_size=8, num_frames=8, conv_stem=True).save_pretrained(init)
     cfg = TrainConfig(output_dir=str(RUNS / "vit-s"), epochs=epochs, batch_size=16, lr=5e-4, seed=0)
-    summary = train_classifier(w, "videomae-small", train_config=cfg, num_frames=8, size=64)
+    summary = train_classifier(w, str(init), train_config=cfg, num_frames=8, size=64)
     print(f"vit-s trained in {summary['seconds']:.0f} s, best val {summary['best']:.3f}")
 
 
@@ -88,39 +95,48 @@ def logits_of(model, videos: torch.Tensor, batch: int = 8) -> torch.Tensor:
         return torch.cat([torch.as_tensor(model(videos[i : i + batch])).float() for i in range(0, len(videos), batch)])
 
 
-def build(spec: dict, tmp: Path):
-    """(model callable, bytes on disk) for one row."""
+ARTIFACTS = RUNS / "artifacts"
+
+
+def build(spec: dict) -> Path | None:
+    """Write the row's model to disk (an ONNX file or a classifier folder); ``None`` when
+    the method is an in-memory transformation of the source (applied by ``load``)."""
     from vidfm.compress import compress_classifier
-    from vidfm.compress.onnx import OnnxClassifier, export_classifier
-    from vidfm.compress.quantize import torch_ao_dynamic, torchao_int8
+    from vidfm.compress.onnx import export_classifier
     from vidfm.tasks.classify import VideoClassifier
 
     src, method = Path(spec["src"]), spec["method"]
-    out = tmp / f"{spec['model']}-{method}"
-    if method in ("fp32", "distill", "prune-kd"):
-        return VideoClassifier.from_pretrained(src), _bytes(src)
+    out = ARTIFACTS / f"{spec['model']}-{method.replace(':', '')}"
     if method == "onnx-fp32":
-        model = VideoClassifier.from_pretrained(src)
-        path = export_classifier(model, out.with_suffix(".onnx"))
-        return OnnxClassifier(path, threads=2), _bytes(path)
+        return export_classifier(VideoClassifier.from_pretrained(src), out.with_suffix(".onnx"))
     if method in ("int8-dynamic", "int8-static"):
         opts = {}
         if method == "int8-static":
             calib, _ = clips("train", VideoClassifier.from_pretrained(src).classes)
-            opts["calibration"] = (calib[i : i + 1].numpy() for i in range(0, 32))
-        report = compress_classifier(src, method, out.with_suffix(".onnx"), **opts)
-        return OnnxClassifier(report["out"], threads=2), report["bytes_after"]
-    if method in ("sparse", "tome") or method.startswith("tome"):
+            opts["calibration"] = (calib[i : i + 1].numpy() for i in range(32))
+        return Path(compress_classifier(src, method, out.with_suffix(".onnx"), **opts)["out"])
+    if method == "sparse" or method.startswith("tome"):
         m, _, r = method.partition(":")
-        opts = {"sparsity": 0.5} if m == "sparse" else {"r": int(r)}
-        compress_classifier(src, m, out, **opts)
-        return VideoClassifier.from_pretrained(out), _bytes(out)
-    model = VideoClassifier.from_pretrained(src)
-    if method == "torchao":
-        torchao_int8(model)
-    elif method == "torch.ao":
-        torch_ao_dynamic(model)
-    return model, None
+        compress_classifier(src, m, out, **({"sparsity": 0.5} if m == "sparse" else {"r": int(r)}))
+        return out
+    return None
+
+
+def load(spec: dict):
+    """(model, bytes on disk) for a row whose artifact ``build`` wrote (``spec["built"]``)."""
+    from vidfm.compress.onnx import OnnxClassifier
+    from vidfm.compress.quantize import torch_ao_dynamic, torchao_int8
+    from vidfm.tasks.classify import VideoClassifier
+
+    built = Path(spec["built"]) if spec.get("built") else None
+    if built is not None and built.suffix == ".onnx":
+        return OnnxClassifier(built, threads=2), _bytes(built)
+    model = VideoClassifier.from_pretrained(built or spec["src"])
+    if spec["method"] == "torchao":
+        return torchao_int8(model), None
+    if spec["method"] == "torch.ao":
+        return torch_ao_dynamic(model), None
+    return model, _bytes(built or Path(spec["src"]))
 
 
 def _bytes(path: Path) -> int:
@@ -139,6 +155,33 @@ def speed(model, video: torch.Tensor, repeats: int = 5) -> float:
     return len(video) / float(np.median(times))
 
 
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def peak_rss_growth(fn) -> float:
+    """MB: the highest resident size while ``fn`` runs (sampled every millisecond by a
+    thread) minus the size just before: what running it adds (activations, workspaces)."""
+    import threading
+
+    base, peak, done = _rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(0, max(peak[0], _rss()) - base) / 2**20
+
+
 def rows_for(name: str, args) -> list[dict]:
     src = RUNS / name / "best"
     rows = [{"model": name, "method": m, "src": str(src)} for m in ("fp32", "onnx-fp32", "int8-dynamic", "int8-static", "sparse")]
@@ -154,25 +197,18 @@ def rows_for(name: str, args) -> list[dict]:
 
 
 def measure_row(spec: dict) -> dict:
-    """Everything for one row, in this (fresh) process."""
-    import tempfile
-
+    """Everything for one row, in this fresh process; the first inference here is the one
+    whose memory is measured."""
     torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        model, size = build(spec, Path(tmp))
-        classes = model.classes
-        test, test_y = clips("test", classes)
-        comp, comp_y = clips("compositional", classes)
-        batch = test[:8]
-        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        logits_of(model, batch)
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
-        lt, lc = logits_of(model, test), logits_of(model, comp)
-        row = {**spec, "bytes": size, "peak_activation_mb": peak_mb, "clips_per_s": speed(model, test[:16]),
-               "test": float((lt.argmax(-1) == test_y).float().mean()), "compositional": float((lc.argmax(-1) == comp_y).float().mean()),
-               "pred_test": lt.argmax(-1).tolist(), "pred_comp": lc.argmax(-1).tolist(),
-               "params": sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None}  # fmt: skip
-    return row
+    model, size = load(spec)
+    test, test_y = clips("test", model.classes)
+    comp, comp_y = clips("compositional", model.classes)
+    peak_mb = peak_rss_growth(lambda: logits_of(model, test[:8]))
+    lt, lc = logits_of(model, test), logits_of(model, comp)
+    return {**spec, "bytes": size, "peak_activation_mb": peak_mb, "clips_per_s": speed(model, test[:16]),
+            "test": float((lt.argmax(-1) == test_y).float().mean()), "compositional": float((lc.argmax(-1) == comp_y).float().mean()),
+            "pred_test": lt.argmax(-1).tolist(), "pred_comp": lc.argmax(-1).tolist(),
+            "params": sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None}  # fmt: skip
 
 
 def part_table(args) -> list[dict]:
@@ -180,7 +216,10 @@ def part_table(args) -> list[dict]:
     for name in args.models:
         fp32 = None
         for spec in rows_for(name, args):
-            out = subprocess.run([sys.executable, __file__, "--row", json.dumps(spec)], capture_output=True, text=True, cwd=HERE)
+            out = subprocess.run([sys.executable, __file__, "--build", json.dumps(spec)], capture_output=True, text=True, cwd=HERE)
+            if out.returncode == 0:
+                spec["built"] = json.loads(out.stdout.strip().splitlines()[-1])
+                out = subprocess.run([sys.executable, __file__, "--row", json.dumps(spec)], capture_output=True, text=True, cwd=HERE)
             if out.returncode:
                 print(f"{name} {spec['method']}: FAILED {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
                 rows.append({**spec, "error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"})
@@ -206,9 +245,14 @@ def main():
     ap.add_argument("--models", nargs="+", default=["videomae-tiny", "r2plus1d-tiny", "vit-s"])
     ap.add_argument("--vit-s-epochs", type=int, default=6)
     ap.add_argument("--row", help=argparse.SUPPRESS)
+    ap.add_argument("--build", help=argparse.SUPPRESS)
     ap.add_argument("--json")
     args = ap.parse_args()
     args.tome_r = {"videomae-tiny": [16, 32], "vit-s": [8, 10]}
+    if args.build:
+        built = build(json.loads(args.build))
+        print(json.dumps(str(built) if built else None))
+        return
     if args.row:
         print(json.dumps(measure_row(json.loads(args.row))))
         return

@@ -12,6 +12,7 @@ Data, split honestly:
 
 Parts:
     python benchmarks/shots_distill.py --parts data      # teacher labels (~6 min), cached
+    python benchmarks/shots_distill.py --parts splice --splice-seed 1 --similar 0.6 --extra similar.npz   # one more stream
     python benchmarks/shots_distill.py --parts train     # writes src/vidfm/shots/weights/student
     python benchmarks/shots_distill.py --parts eval --json benchmarks/results/shots_distill.json
 """
@@ -62,6 +63,15 @@ def truth_labels(record) -> np.ndarray:
     return y
 
 
+def part_splice(args):
+    """One more spliced stream (``--splice-seed``, ``--similar``) into ``--extra``'s file."""
+    teacher = TransNetV2Detector()
+    d = np.load(DATA / "train.npz")
+    shots = shots_from_transition_frames(d["t_first"] > 0.5)
+    spliced, labels = splice_stream(d["first"], shots, args.splice_frames, seed=args.splice_seed, similar=args.similar)
+    np.savez_compressed(DATA / args.extra[0], spliced=spliced, t_spliced=teacher.predict_frames(spliced)[0], l_spliced=labels)
+
+
 def part_data(args):
     DATA.mkdir(parents=True, exist_ok=True)
     teacher = TransNetV2Detector()
@@ -71,7 +81,7 @@ def part_data(args):
     t_second, _ = teacher.predict_frames(second)
     shots = shots_from_transition_frames(t_first > 0.5)
     print(f"first half: {len(shots)} teacher shots", flush=True)
-    spliced, labels = splice_stream(first, shots, args.splice_frames, seed=0)
+    spliced, labels = splice_stream(first, shots, args.splice_frames, seed=args.splice_seed, similar=args.similar)
     t0 = time.perf_counter()
     t_spliced, _ = teacher.predict_frames(spliced)
     print(f"spliced {len(spliced)} frames labelled in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -95,6 +105,9 @@ def part_train(args):
         {"frames": d["spliced"], "teacher": d["t_spliced"], "labels": d["l_spliced"], "weight": 1.0},
         {"frames": d["world"], "teacher": d["t_world"], "labels": d["l_world"], "weight": 0.2},
     ]
+    for name in args.extra:
+        e = np.load(DATA / name)
+        streams.append({"frames": e["spliced"], "teacher": e["t_spliced"], "labels": e["l_spliced"], "weight": 1.0})
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     from vidfm.shots.student import ShotStudentConfig
@@ -160,6 +173,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="data,train,eval")
     ap.add_argument("--splice-frames", type=int, default=24000)
+    ap.add_argument("--splice-seed", type=int, default=0)
+    ap.add_argument("--similar", type=float, default=0.0, help="probability that a spliced cut joins two shots of similar colour")
+    ap.add_argument("--extra", nargs="*", default=[], help="more spliced streams (files in _data/shots_distill), written by --parts splice")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--channels", type=int, nargs=3, default=[16, 32, 32])
@@ -174,6 +190,8 @@ def main():
     parts = args.parts.split(",")
     if "data" in parts:
         part_data(args)
+    if "splice" in parts:
+        part_splice(args)
     if "train" in parts:
         part_train(args)
     if "eval" in parts:

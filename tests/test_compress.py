@@ -118,6 +118,8 @@ def test_export_parity_and_eval_through_onnxruntime(saved, world, tmp_path, caps
     code, out, err = run(capsys, "eval", tmp_path / "m.onnx", world, "--json", "--confusion", tmp_path / "c.png")
     got = json.loads(out)
     assert code == 0 and got["count"] == ref["count"] and got["accuracy"] == pytest.approx(ref["accuracy"])
+    code, out, err = run(capsys, "eval", saved, world, "--runtime", "onnxruntime", "--json", "--confusion", tmp_path / "c2.png")
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(ref["accuracy"]), err
     # the model file without its weights file: one line naming both
     (tmp_path / "m.onnx.data").rename(tmp_path / "elsewhere.data")
     code, _, err = run(capsys, "eval", tmp_path / "m.onnx", world)
@@ -169,9 +171,11 @@ def test_shot_student_chunks_equal_one_pass_and_onnx_matches():
 
     model = ShotStudent.from_pretrained()
     frames = np.random.default_rng(0).integers(0, 256, (700, 27, 48, 3), dtype=np.uint8)
-    whole = model.predict(frames, chunk=10_000)
-    assert np.allclose(model.predict(frames, chunk=128), whole, atol=1e-5)
-    assert np.allclose(student_session(model)(frames, chunk=256), whole, atol=1e-4)
+    whole = model.window_probabilities(frames)  # one pass over everything
+    for chunk in (7, 128, 10_000):
+        assert np.allclose(model.predict(iter(frames), chunk=chunk), whole, atol=1e-5), chunk
+    assert np.allclose(student_session(model)(iter(frames), chunk=256), whole, atol=1e-4)
+    assert len(model.predict(iter([]))) == 0
 
 
 def test_export_refuses_what_it_cannot_trace(tmp_path):

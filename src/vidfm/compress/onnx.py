@@ -185,17 +185,14 @@ def export_transnetv2(path) -> Path:
 
 def student_session(model, threads: int | None = None):
     """``predict(frames) -> probabilities`` for the shot student on ONNX Runtime (exported
-    through a temporary folder), chunked like ``ShotStudent.predict``."""
+    through a temporary folder), streamed like ``ShotStudent.predict``."""
+    from vidfm.shots.student import stream_probabilities
+
     with tempfile.TemporaryDirectory(prefix="vidfm-shots-") as folder:  # the session holds the weights once built
         sess = session(export_shot_student(model, Path(folder) / "student.onnx"), threads)
-    ctx = model.context
 
-    def predict(frames: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        n, out = len(frames), []
-        for start in range(0, n, chunk):
-            lo, hi = max(0, start - ctx), min(n, start + chunk + ctx)
-            (logits,) = sess.run(None, {"frames": np.ascontiguousarray(frames[lo:hi])})
-            out.append(logits[start - lo : start - lo + min(chunk, n - start)])
-        return 1 / (1 + np.exp(-np.concatenate(out))) if out else np.zeros(0, np.float32)
+    def window_fn(frames: np.ndarray) -> np.ndarray:
+        (logits,) = sess.run(None, {"frames": np.ascontiguousarray(frames)})
+        return 1 / (1 + np.exp(-logits))
 
-    return predict
+    return lambda frames, chunk=4096: stream_probabilities(frames, window_fn, model.context, chunk)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from vidfm.errors import ConfigError
@@ -97,7 +96,7 @@ class TokenMergingEncoder(nn.Module):
             bias = size.log().transpose(1, 2)[:, None]  # (B, 1, 1, N): proportional attention
             out, _ = attend(q, k, v, bias)
             x = x + block.drop_path(attn.out(out))
-            x, size = bipartite_merge(x, size, rearrange(k, "b h n d -> b n (h d)"), self.r)
+            x, size = bipartite_merge(x, size, k.mean(1), self.r)  # keys averaged over heads (the paper's metric)
             x = x + block.drop_path(block.mlp(block.norm2(x)))
             if hidden is not None:
                 hidden.append(x)

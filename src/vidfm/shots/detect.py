@@ -173,9 +173,14 @@ class StudentDetector:
             raise ConfigError(f"unknown runtime {runtime!r}; choose torch or onnxruntime")
 
     def detect(self, path, progress=None) -> Shots:
-        frames, timestamps, fps = _read_all(path, (27, 48), "BICUBIC", progress)
-        probs = self.predict(frames)
-        return Shots(str(path), len(frames), fps, shots_from_transition_frames(probs > self.threshold), timestamps, probs)
+        """Frames stream from the decoder through the network (bounded memory)."""
+        with VideoReader(path, size=(27, 48), interpolation="BICUBIC") as r:
+            n, timestamps, fps = len(r), r.timestamps, r.fps
+            frames = progress(iter(r), "decoding", n, "frame") if progress is not None else iter(r)
+            probs = self.predict(frames)
+        if len(probs) == 0:
+            raise VideoDecodeError(path, "the video has no frames")
+        return Shots(str(path), len(probs), fps, shots_from_transition_frames(probs > self.threshold), timestamps, probs)
 
 
 # -- classical ---------------------------------------------------------------------------------

@@ -25,6 +25,13 @@ def _jitter(piece: np.ndarray, rng: np.random.Generator, reverse: bool = True) -
         x = x[:, :, ::-1]
     if reverse and rng.random() < 0.3:
         x = x[::-1]
+    if rng.random() < 0.3:  # zoom: crop 70-90 % and scale back (nearest)
+        h, w = x.shape[1:3]
+        z = rng.uniform(0.7, 0.9)
+        ch, cw = max(2, int(h * z)), max(2, int(w * z))
+        y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        rows, cols = y0 + np.arange(h) * ch // h, x0 + np.arange(w) * cw // w
+        x = x[:, rows][:, :, cols]
     gain = rng.uniform(0.7, 1.3, size=3) if rng.random() < 0.5 else np.full(3, rng.uniform(0.6, 1.4))
     x = x * gain + rng.uniform(-25, 25)
     if rng.random() < 0.3:
@@ -56,17 +63,22 @@ def _blend(a: np.ndarray, b: np.ndarray, kind: str, rng) -> np.ndarray:
     return out
 
 
-def splice_stream(frames: np.ndarray, shots: list[tuple[int, int]], length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def splice_stream(frames: np.ndarray, shots: list[tuple[int, int]], length: int, seed: int = 0, similar: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A ``length``-frame edit of pieces of ``shots`` (inclusive ranges into ``frames``).
+    With probability ``similar`` the next piece comes from one of the 4 shots whose colours
+    are closest to the current one's (the hard case: cuts within one palette).
     Returns (frames, labels): labels are 1 on the last frame before a cut and on every frame
     of a gradual transition (TransNetV2's "single" convention for cuts)."""
     rng = np.random.default_rng(seed)
     usable = [(s, e) for s, e in shots if e - s + 1 >= 6]
     if not usable:
         raise ValueError("no shot is long enough to splice (need >= 6 frames)")
-    out, labels, total = [], [], 0
+    colours = np.stack([frames[(s + e) // 2].reshape(-1, 3).mean(0) for s, e in usable])
+    nearest = np.argsort(((colours[:, None] - colours[None]) ** 2).sum(-1), 1)[:, 1:5]
+    out, labels, total, k = [], [], 0, int(rng.integers(len(usable)))
     while total < length:
-        s, e = usable[rng.integers(len(usable))]
+        k = int(rng.choice(nearest[k])) if out and rng.random() < similar else int(rng.integers(len(usable)))
+        s, e = usable[k]
         speed = 2 if rng.random() < 0.2 and e - s + 1 >= 12 else 1
         span = (e - s + 1) // speed
         take = int(rng.integers(min(6, span), min(span, 150) + 1))

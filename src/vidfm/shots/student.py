@@ -44,6 +44,24 @@ class ShotStudentConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8)
 
 
+def stream_probabilities(frames, window_fn, context: int, chunk: int = 4096) -> np.ndarray:
+    """Run ``window_fn`` (uint8 (n, 27, 48, 3) -> (n,) probabilities) over ``frames`` in
+    chunks, each with ``context`` frames of history and look-ahead, so memory stays bounded
+    and the result equals one pass over the whole video."""
+    out, buf, buf_start, start = [], [], 0, 0
+    for f in frames:
+        buf.append(f)
+        if buf_start + len(buf) >= start + chunk + context:
+            probs = window_fn(np.stack(buf))
+            out.append(probs[start - buf_start : start - buf_start + chunk])
+            start += chunk
+            keep = max(0, start - context)
+            buf, buf_start = buf[keep - buf_start :], keep
+    if buf_start + len(buf) > start:
+        out.append(window_fn(np.stack(buf))[start - buf_start :])
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
 class ShotStudent(nn.Module):
     """uint8 frames (N, 27, 48, 3) of one video -> (N,) transition logits."""
 
@@ -102,16 +120,13 @@ class ShotStudent(nn.Module):
         return self.temporal(feats.T[None])[0, 0]
 
     @torch.no_grad()
-    def predict(self, frames: np.ndarray | torch.Tensor, chunk: int = 4096) -> np.ndarray:
-        """Per-frame transition probabilities; chunks overlap by the model's context, so the
-        result equals one pass over the whole video."""
-        frames = torch.as_tensor(frames)
-        n, ctx, out = len(frames), self.context, []
-        for start in range(0, n, chunk):
-            lo, hi = max(0, start - ctx), min(n, start + chunk + ctx)
-            logits = self(frames[lo:hi])
-            out.append(torch.sigmoid(logits[start - lo : start - lo + min(chunk, n - start)]))
-        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+    def window_probabilities(self, frames: np.ndarray) -> np.ndarray:
+        return torch.sigmoid(self(torch.from_numpy(np.ascontiguousarray(frames)))).numpy()
+
+    def predict(self, frames, chunk: int = 4096) -> np.ndarray:
+        """Per-frame transition probabilities of a video's frames (an array or any iterable
+        of (27, 48, 3) uint8 frames, consumed as it streams)."""
+        return stream_probabilities(frames, self.window_probabilities, self.context, chunk)
 
     def save_pretrained(self, folder) -> Path:
         from safetensors.torch import save_file

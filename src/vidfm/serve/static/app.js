@@ -66,7 +66,7 @@ $("#analyze").addEventListener("click", async () => {
       ["duration", fmt(probe.duration) + " s"], ["codec", `${probe.codec} ${probe.pix_fmt}`], ["audio", probe.has_audio ? "yes" : "no"]];
     $("#probe").replaceChildren(...rows.map(([k, v]) => { const tr = document.createElement("tr");
       tr.innerHTML = "<td></td><td></td>"; tr.children[0].textContent = k; tr.children[1].textContent = v; return tr; }));
-    const shots = await api("/v1/shots", { method: "POST", body: videoForm({ method: "histogram" }) });
+    const shots = await api("/v1/shots", { method: "POST", body: videoForm({ method: "student" }) });
     const total = probe.duration || 1;
     $("#timeline").replaceChildren(...shots.shots.map((s, i) => { const d = document.createElement("div");
       d.style.flex = String((s.end - s.start) / total); d.style.background = `hsl(${(i * 67) % 360} 55% 55%)`;

@@ -1,6 +1,7 @@
 """Compression, side by side in one run: fp32 PyTorch against every method, per model.
 
-    python benchmarks/compress.py --parts train     # the fp32 models and the trained methods (~40 min)
+    python benchmarks/compress.py --parts train --vit-s-epochs 3    # the fp32 models and the trained methods (~50 min)
+    python benchmarks/compress.py --parts build     # every row's ONNX file / folder (cached in _data/runs/compress/artifacts)
     python benchmarks/compress.py --parts table --json benchmarks/results/compress.json
 
 Models (600-video world, 8 frames at 64x64, trained with `vidfm train classify`):
@@ -12,7 +13,8 @@ Models (600-video world, 8 frames at 64x64, trained with `vidfm train classify`)
 
 Methods: ``vidfm compress`` with each method, plus fp32 ONNX Runtime (to separate the
 runtime's gain from INT8's) and, when installed, torchao int8 and torch.ao dynamic int8.
-Per row: test and compositional top-1, top-1 agreement with fp32 on both splits, clips/s
+Per row: test and compositional top-1, top-1 agreement with fp32 on both splits, the logit
+error relative to fp32 (||logits - fp32|| / ||fp32 - its mean over clips||), clips/s
 (batch 8, 2 threads, the median of 5 timed passes after a warm-up), size on disk, and
 peak activation memory (the growth of the process's resident size during its first batch
 of 8, sampled every millisecond; each row's model is built by one subprocess and measured
@@ -107,6 +109,9 @@ def build(spec: dict) -> Path | None:
 
     src, method = Path(spec["src"]), spec["method"]
     out = ARTIFACTS / f"{spec['model']}-{method.replace(':', '')}"
+    for done in (out.with_suffix(".onnx"), out / "classifier.json"):
+        if done.exists() and not spec.get("rebuild"):
+            return done if done.suffix == ".onnx" else out
     if method == "onnx-fp32":
         return export_classifier(VideoClassifier.from_pretrained(src), out.with_suffix(".onnx"))
     if method in ("int8-dynamic", "int8-static"):
@@ -115,9 +120,9 @@ def build(spec: dict) -> Path | None:
             calib, _ = clips("train", VideoClassifier.from_pretrained(src).classes)
             opts["calibration"] = (calib[i : i + 1].numpy() for i in range(32))
         return Path(compress_classifier(src, method, out.with_suffix(".onnx"), **opts)["out"])
-    if method == "sparse" or method.startswith("tome"):
-        m, _, r = method.partition(":")
-        compress_classifier(src, m, out, **({"sparsity": 0.5} if m == "sparse" else {"r": int(r)}))
+    if method.startswith(("sparse", "tome")):
+        m, _, arg = method.partition(":")
+        compress_classifier(src, m, out, **({"sparsity": 0.5, "scope": arg or "layer"} if m == "sparse" else {"r": int(arg)}))
         return out
     return None
 
@@ -184,7 +189,7 @@ def peak_rss_growth(fn) -> float:
 
 def rows_for(name: str, args) -> list[dict]:
     src = RUNS / name / "best"
-    rows = [{"model": name, "method": m, "src": str(src)} for m in ("fp32", "onnx-fp32", "int8-dynamic", "int8-static", "sparse")]
+    rows = [{"model": name, "method": m, "src": str(src)} for m in ("fp32", "onnx-fp32", "int8-dynamic", "int8-static", "sparse", "sparse:global")]
     if name != "r2plus1d-tiny":
         rows += [{"model": name, "method": f"tome:{r}", "src": str(src)} for r in (args.tome_r[name] if isinstance(args.tome_r, dict) else [8])]
     for kind, method in (("distilled", "distill"), ("pruned", "prune-kd")):
@@ -207,8 +212,16 @@ def measure_row(spec: dict) -> dict:
     lt, lc = logits_of(model, test), logits_of(model, comp)
     return {**spec, "bytes": size, "peak_activation_mb": peak_mb, "clips_per_s": speed(model, test[:16]),
             "test": float((lt.argmax(-1) == test_y).float().mean()), "compositional": float((lc.argmax(-1) == comp_y).float().mean()),
-            "pred_test": lt.argmax(-1).tolist(), "pred_comp": lc.argmax(-1).tolist(),
+            "pred_test": lt.argmax(-1).tolist(), "pred_comp": lc.argmax(-1).tolist(), "logits": torch.cat([lt, lc]).tolist(),
             "params": sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None}  # fmt: skip
+
+
+def part_build(args) -> None:
+    """Write every row's artifact (cached: a later table reuses them)."""
+    for name in args.models:
+        for spec in rows_for(name, args):
+            out = subprocess.run([sys.executable, __file__, "--build", json.dumps(spec)], capture_output=True, text=True, cwd=HERE)
+            print(f"{name} {spec['method']}: {'built' if out.returncode == 0 else 'FAILED ' + out.stderr.strip()[-300:]}", flush=True)
 
 
 def part_table(args) -> list[dict]:
@@ -216,6 +229,8 @@ def part_table(args) -> list[dict]:
     for name in args.models:
         fp32 = None
         for spec in rows_for(name, args):
+            if args.methods and spec["method"] not in args.methods + ["fp32"]:
+                continue
             out = subprocess.run([sys.executable, __file__, "--build", json.dumps(spec)], capture_output=True, text=True, cwd=HERE)
             if out.returncode == 0:
                 spec["built"] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -231,9 +246,13 @@ def part_table(args) -> list[dict]:
                 row["agreement"] = float(np.mean(np.array(row["pred_test"] + row["pred_comp"]) == np.array(fp32["pred_test"] + fp32["pred_comp"])))
                 row["speedup"] = row["clips_per_s"] / fp32["clips_per_s"]
                 row["delta_test"] = row["test"] - fp32["test"]
+                ref, got = np.array(fp32["logits"]), np.array(row["logits"])
+                # logit error relative to how much fp32's logits vary across clips: meaningful
+                # even for a model whose top-1 barely changes (the briefly trained vit-s)
+                row["logit_rel_error"] = float(np.linalg.norm(got - ref) / np.linalg.norm(ref - ref.mean(0)))
             size = f"{row['bytes'] / 1e6:7.2f} MB" if row.get("bytes") else "      - "
             print(f"{name:<14} {spec['method']:<13} test {row['test']:.3f} ({row.get('delta_test', 0):+.3f})  comp {row['compositional']:.3f}  "
-                  f"agree {row.get('agreement', 1):.3f}  {row['clips_per_s']:7.1f} clips/s ({row.get('speedup', 1):.2f}x)  {size}  "
+                  f"agree {row.get('agreement', 1):.3f} logit err {row.get('logit_rel_error', 0):.3f}  {row['clips_per_s']:7.1f} clips/s ({row.get('speedup', 1):.2f}x)  {size}  "
                   f"peak +{row['peak_activation_mb']:.0f} MB", flush=True)  # fmt: skip
             rows.append(row)
     return rows
@@ -244,11 +263,12 @@ def main():
     ap.add_argument("--parts", default="train,table")
     ap.add_argument("--models", nargs="+", default=["videomae-tiny", "r2plus1d-tiny", "vit-s"])
     ap.add_argument("--vit-s-epochs", type=int, default=6)
+    ap.add_argument("--methods", nargs="*", help="table: only these rows (and fp32, the reference)")
     ap.add_argument("--row", help=argparse.SUPPRESS)
     ap.add_argument("--build", help=argparse.SUPPRESS)
     ap.add_argument("--json")
     args = ap.parse_args()
-    args.tome_r = {"videomae-tiny": [16, 32], "vit-s": [8, 10]}
+    args.tome_r = {"videomae-tiny": [16, 32], "vit-s": [8, 10, 16, 20]}
     if args.build:
         built = build(json.loads(args.build))
         print(json.dumps(str(built) if built else None))
@@ -258,6 +278,8 @@ def main():
         return
     if "train" in args.parts:
         part_train(args)
+    if "build" in args.parts:
+        part_build(args)
     if "table" in args.parts:
         rows = part_table(args)
         if args.json:

@@ -94,6 +94,10 @@ def test_magnitude_pruning_reports_its_sparsity():
     info = prune_magnitude(model, 0.6)
     assert info["pruned_weights_zero"] == pytest.approx(0.6, abs=0.01)
     assert 0.3 < info["all_parameters_zero"] < 0.6
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert all(float((m.weight == 0).float().mean()) == pytest.approx(0.6, abs=0.01) for m in convs)  # per layer
+    info = prune_magnitude(tiny("r2plus1d-tiny"), 0.6, scope="global")
+    assert info["pruned_weights_zero"] == pytest.approx(0.6, abs=0.01)
 
 
 # -- ONNX -------------------------------------------------------------------------------------
@@ -166,15 +170,14 @@ def test_distill_cli_trains_a_half_size_student(saved, world, tmp_path, capsys):
 
 # -- the shot student ---------------------------------------------------------------------------
 def test_shot_student_chunks_equal_one_pass_and_onnx_matches():
-    from vidfm.compress.onnx import student_session
-    from vidfm.shots.student import ShotStudent
+    from vidfm.shots.student import ShotStudent, onnx_predictor
 
     model = ShotStudent.from_pretrained()
     frames = np.random.default_rng(0).integers(0, 256, (700, 27, 48, 3), dtype=np.uint8)
     whole = model.window_probabilities(frames)  # one pass over everything
     for chunk in (7, 128, 10_000):
         assert np.allclose(model.predict(iter(frames), chunk=chunk), whole, atol=1e-5), chunk
-    assert np.allclose(student_session(model)(iter(frames), chunk=256), whole, atol=1e-4)
+    assert np.allclose(onnx_predictor(model)(iter(frames), chunk=256), whole, atol=1e-4)
     assert len(model.predict(iter([]))) == 0
 
 
@@ -195,3 +198,15 @@ def test_export_the_shot_detectors(name, tmp_path, capsys):
     code, out, err = run(capsys, "export", name, "--out", tmp_path / f"{name}.onnx", "--json")
     assert code == 0, err
     assert json.loads(out)["max_abs_diff_vs_torch"] < 1e-3
+
+
+def test_torch_ao_dynamic_int8_when_this_torch_has_it(clip):
+    from vidfm.compress.quantize import torch_ao_dynamic
+
+    if getattr(getattr(torch, "ao", None), "quantization", None) is None:
+        pytest.skip("no torch.ao.quantization in this torch")
+    model = tiny()
+    ref = model(clip)
+    quantized = torch_ao_dynamic(model)
+    assert not any(type(m) is torch.nn.Linear for m in quantized.modules())
+    assert (quantized(clip) - ref).abs().max() < 0.1

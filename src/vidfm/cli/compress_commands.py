@@ -17,7 +17,8 @@ METHOD_HELP = """methods:
   prune         structured: remove attention heads / MLP units (ViTs) or channels (CNNs) with
                 torch-pruning (--ratio); then optionally recover by distilling from the
                 unpruned model (--data with --epochs)
-  sparse        unstructured magnitude pruning (--ratio): zeros, same dense shapes and speed
+  sparse        unstructured magnitude pruning (--ratio, per layer or --global-sparsity): zeros,
+                same dense shapes and speed
   tome          token merging for joint space-time ViTs (--r tokens merged per layer); no training
   int8-dynamic  ONNX Runtime INT8 (weights int8, activations quantised on the fly) -> OUT.onnx
   int8-static   ONNX Runtime INT8 QDQ, activations calibrated on --data clips -> OUT.onnx
@@ -39,6 +40,7 @@ def register(sub) -> None:
     p.add_argument("--feature-weight", type=float, default=0.0, help="distill: weight of pooled-feature matching (0 = off)")
     p.add_argument("--ratio", type=float, default=0.5, help="prune: fraction of heads/channels removed; sparse: fraction of weights zeroed")
     p.add_argument("--no-heads", action="store_true", help="prune: keep every attention head (prune MLP units only)")
+    p.add_argument("--global-sparsity", action="store_true", help="sparse: rank all weights together instead of within each layer")
     p.add_argument("--r", type=int, default=8, help="tome: tokens merged per layer")
     p.add_argument("--calibration", type=int, default=32, help="int8-static: calibration clips from --data")
     add_train_options(p, lr=1e-3, epochs=10, batch_size=8)
@@ -71,7 +73,7 @@ def run_compress(args) -> int:
         print(f"{args.method}: student {summary['student_params']:,} parameters (teacher {summary['teacher_params']:,}); "
               f"best validation accuracy {summary['best']:.4f}; model: {out / 'best'}")  # fmt: skip
         return 0
-    opts = {"ratio": args.ratio, "heads": not args.no_heads, "sparsity": args.ratio, "r": args.r}
+    opts = {"ratio": args.ratio, "heads": not args.no_heads, "sparsity": args.ratio, "r": args.r, "scope": "global" if args.global_sparsity else "layer"}
     if args.method == "int8-static":
         opts["calibration"] = _calibration(args)
     report = compress_classifier(args.model, args.method, out, **opts)
@@ -128,9 +130,10 @@ def run_export(args) -> int:
     elif args.model == "transnetv2":
         from vidfm.shots.detect import load_transnetv2
 
-        ox.export_transnetv2(out)
+        model = load_transnetv2()
+        ox.export_transnetv2(model, out)
         x = torch.randint(0, 256, (1, 100, 27, 48, 3), dtype=torch.uint8)
-        ref, feed = load_transnetv2()(x)[0], {"frames": x.numpy()}
+        ref, feed = model(x)[0], {"frames": x.numpy()}
     else:
         from vidfm.files import model_folder
 

@@ -139,35 +139,6 @@ def distill_classifier(teacher_path, data, student, *, train_config, student_sca
     return summary
 
 
-def load_compressed_classifier(cls, path: Path, meta: dict):
-    """Rebuild a classifier saved with a ``compression`` record (see ``compress_classifier``)."""
-    from safetensors.torch import load_file
-
-    from vidfm.compress.prune import reshape_to_state
-    from vidfm.compress.tome import TokenMergingEncoder
-    from vidfm.models import ENCODER_CLASSES
-    from vidfm.tasks.classify import HEAD
-
-    info = meta["compression"]
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    if model_type not in ENCODER_CLASSES:
-        raise ConfigError(f"{path}: holds a {model_type!r} model, not a vidfm video encoder")
-    enc_cls = ENCODER_CLASSES[model_type]
-    model = cls(enc_cls(enc_cls.config_class.from_pretrained(str(path))), meta["classes"], meta.get("dropout", 0.0))
-    state = {f"encoder.{k}": v for k, v in load_file(path / "model.safetensors").items()}
-    state.update({f"head.{k}": v for k, v in load_file(path / HEAD).items()})
-    if info["method"] == "prune":
-        reshape_to_state(model, state, info.get("attention_heads"))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ConfigError(f"{path}: weights do not match its compression record ({str(e).splitlines()[0][:160]})") from None
-    if info["method"] == "tome":
-        model.encoder = TokenMergingEncoder(model.encoder, int(info["r"]))
-    model.compression = info
-    return model.eval()
-
-
 def compress_classifier(model_path, method: str, out, **opts) -> dict:
     """Apply one method to a saved classifier and write the result to ``out`` (a folder,
     or a ``.onnx`` file for the INT8 methods). Returns a report (sizes, what changed)."""
@@ -188,7 +159,7 @@ def compress_classifier(model_path, method: str, out, **opts) -> dict:
     elif method == "sparse":
         from vidfm.compress.prune import prune_magnitude
 
-        info = prune_magnitude(model, opts.get("sparsity", 0.5))
+        info = prune_magnitude(model, opts.get("sparsity", 0.5), opts.get("scope", "layer"))
     else:
         from vidfm.compress.tome import TokenMergingEncoder, tokens_after
 
@@ -249,4 +220,4 @@ def _size_on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
 
 
-__all__ = ["METHODS", "compress_classifier", "distill_classifier", "distillation_loss", "kd_loss", "load_compressed_classifier", "scaled_encoder"]
+__all__ = ["METHODS", "compress_classifier", "distill_classifier", "distillation_loss", "kd_loss", "scaled_encoder"]

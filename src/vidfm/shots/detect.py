@@ -166,9 +166,9 @@ class StudentDetector:
         self.model = ShotStudent.from_pretrained(weights or WEIGHTS)
         self.predict = self.model.predict
         if runtime == "onnxruntime":
-            from vidfm.compress.onnx import student_session
+            from vidfm.shots.student import onnx_predictor
 
-            self.predict = student_session(self.model)
+            self.predict = onnx_predictor(self.model)
         elif runtime != "torch":
             raise ConfigError(f"unknown runtime {runtime!r}; choose torch or onnxruntime")
 

@@ -151,3 +151,20 @@ class ShotStudent(nn.Module):
         model = cls(ShotStudentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         return model.eval()
+
+
+def onnx_predictor(model: ShotStudent, threads: int | None = None):
+    """``predict(frames) -> probabilities`` for the shot student on ONNX Runtime (exported
+    through a temporary folder), streamed like ``ShotStudent.predict``."""
+    import tempfile
+
+    from vidfm.compress.onnx import export_shot_student, session
+
+    with tempfile.TemporaryDirectory(prefix="vidfm-shots-") as folder:  # the session holds the weights once built
+        sess = session(export_shot_student(model, Path(folder) / "student.onnx"), threads)
+
+    def window_fn(frames: np.ndarray) -> np.ndarray:
+        (logits,) = sess.run(None, {"frames": np.ascontiguousarray(frames)})
+        return 1 / (1 + np.exp(-logits))
+
+    return lambda frames, chunk=4096: stream_probabilities(frames, window_fn, model.context, chunk)

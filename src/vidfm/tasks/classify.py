@@ -97,9 +97,9 @@ class VideoClassifier(nn.Module):
         except json.JSONDecodeError:
             raise ConfigError(f"{path / META}: not valid JSON") from None
         if meta.get("compression"):
-            from vidfm.compress import load_compressed_classifier
+            from vidfm.compress.load import load_compressed_classifier
 
-            return load_compressed_classifier(cls, path, meta)
+            return load_compressed_classifier(cls, path, meta, HEAD)
         if not (path / HEAD).exists():
             return cls._from_single_file(path, meta)
         model = cls(load_encoder(path, merge_lora=False), meta["classes"], meta.get("dropout", 0.0))

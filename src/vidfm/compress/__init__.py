@@ -15,7 +15,6 @@ writes something the rest of vidfm opens:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -177,7 +176,7 @@ def _int8(model, method: str, out: Path, before: int, calibration=None, per_chan
     import shutil
     import tempfile
 
-    from vidfm.compress.onnx import export_classifier
+    from vidfm.compress.onnx import export_classifier, metadata, write_metadata
     from vidfm.compress.quantize import quantize_onnx_dynamic, quantize_onnx_static
 
     if out.suffix != ".onnx":
@@ -190,23 +189,10 @@ def _int8(model, method: str, out: Path, before: int, calibration=None, per_chan
             quantize_onnx_dynamic(fp32, part, per_channel)
         else:
             quantize_onnx_static(fp32, part, calibration, per_channel=per_channel)
-        _copy_metadata(model, part)
+        write_metadata(part, metadata(fp32))  # the quantiser drops it
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(part), out)
     return {"method": method, "out": str(out), "bytes_before": before, "bytes_after": _size_on_disk(out)}
-
-
-def _copy_metadata(model, path: Path) -> None:
-    """The quantiser drops metadata_props: put the classifier's back."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    meta = {"vidfm_kind": "classifier", "classes": json.dumps(model.classes), "num_frames": str(model.num_frames), "image_size": str(model.image_size)}
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        e = proto.metadata_props.add()
-        e.key, e.value = k, v
-    onnx.save(proto, str(path))
 
 
 def _size_on_disk(path: Path) -> int:

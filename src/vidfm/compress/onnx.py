@@ -35,7 +35,7 @@ def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path, *, in
     """Export ``model(*example)`` to ``path`` (+ ``path.data``), written atomically.
     ``dynamic``: per input, the axes that may vary (default: axis 0 of every input is the
     batch; ``{}`` for fixed shapes). Unsupported operators fail with a one-line ``ConfigError`` naming ``name``."""
-    onnx = _need("onnx")
+    _need("onnx")
     _need("onnxscript")
     path = Path(path)
     if path.suffix != ".onnx":
@@ -57,11 +57,7 @@ def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path, *, in
             first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
             raise ConfigError(f"{name}: cannot be exported to ONNX ({first[:200]})") from None
         program.save(str(tmp_path), external_data=True)
-        proto = onnx.load(str(tmp_path), load_external_data=False)
-        for key, value in (metadata or {}).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
-        onnx.save(proto, str(tmp_path))
+        write_metadata(tmp_path, metadata or {})
         path.parent.mkdir(parents=True, exist_ok=True)
         for f in sorted(Path(tmp).iterdir(), key=lambda p: p.suffix == ".onnx"):  # the data file first, the model last
             shutil.move(str(f), path.parent / f.name)
@@ -93,6 +89,17 @@ def check_onnx_file(path) -> Path:
     if missing:
         raise ConfigError(f"{path}: its weights file {missing[0]} is missing; an exported model is the .onnx file and its data file together")
     return path
+
+
+def write_metadata(path, meta: dict) -> None:
+    """Replace the model's metadata (values that are not strings are stored as JSON)."""
+    onnx = _need("onnx")
+    proto = onnx.load(str(path), load_external_data=False)
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.save(proto, str(path))
 
 
 def metadata(path) -> dict:

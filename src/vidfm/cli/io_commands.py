@@ -59,7 +59,7 @@ def run_probe(args) -> int:
             ("size", f"{info['width']}x{info['height']}" + (f" (rotated {info['rotation']}°)" if info["rotation"] else "")),
             ("codec", f"{info['codec']} {info['pix_fmt']}"),
             ("bit rate", f"{info['bit_rate'] / 1000:.1f} kb/s"),
-            ("audio", "yes" if info["has_audio"] else "no"),
+            ("audio", f"{info['audio_codec']} {info['audio_rate']} Hz, {info['audio_channels']} ch" if info["has_audio"] else "no"),
         ]
         for k, v in rows:
             print(f"  {k:<9} {v}")

@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--compositional-fraction", type=float, default=0.1, help="videos in the held-out compositional split")
     p.add_argument("--camera-motion", type=float, default=0.0, help="fraction of videos with camera motion (pan, tilt or zoom)")
     p.add_argument("--frame-code", action="store_true", help="burn each frame's index into its top rows (to verify seeking)")
+    p.add_argument("--audio", action="store_true",
+                   help="give every video a stereo sound track tied to its events (a bounce clicks at each contact, grow/shrink "
+                        "rise/fall in pitch, sounds pan with the object); the events' exact times go into metadata.jsonl")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)
 
@@ -83,6 +86,7 @@ def run(args) -> int:
         compositional_fraction=args.compositional_fraction,
         camera_motion_fraction=args.camera_motion,
         frame_code=args.frame_code,
+        audio=args.audio,
     )
     summary = generate_world(args.out, cfg, progress=lambda it: progress(it, "rendering", unit="video"), overwrite=args.overwrite)
     summary["stats_plot"] = str(plot_world_stats(args.out))

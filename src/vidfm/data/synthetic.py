@@ -85,6 +85,7 @@ class WorldConfig:
     camera_motion_fraction: float = 0.0
     frame_code: bool = False
     crf: int = 20
+    audio: bool = False  # a stereo sound track tied to the events (vidfm.data.world_sound)
 
     def validate(self) -> None:
         if self.videos < 1:
@@ -319,6 +320,29 @@ def render_video(spec: VideoSpec, frame_code: bool = False, with_labels: bool = 
         for i in range(len(video)):
             burn_frame_code(video[i], i)
     return (video, labels) if with_labels else video
+
+
+def video_sound(spec: VideoSpec, seed: int, rate: int | None = None):
+    """The video's stereo track (``vidfm.io.audio.Audio``; each shot's main object's sound,
+    ``vidfm.data.world_sound``, placed at the shot's offset) and its sound events, with
+    times in seconds and frames of the joined video."""
+    from vidfm.data.world_sound import SOUND_RATE, shot_sound
+    from vidfm.io.audio import Audio
+
+    rate = rate or SOUND_RATE
+    rng = np.random.default_rng([seed, int(spec.video_id), 2])
+    out = np.zeros((2, int(round(spec.num_frames / spec.fps * rate))), np.float32)
+    events = []
+    for shot, offset in zip(spec.shots, spec.shot_offsets()):
+        centres = np.array([_object_state(shot.main, f, spec.size, spec.fps)[:2] for f in range(shot.frames)])
+        samples, shot_events = shot_sound(shot.main, centres, spec.size, spec.fps, rate, rng)
+        s = int(round(offset / spec.fps * rate))
+        part = samples[:, : max(0, out.shape[1] - s)]
+        out[:, s : s + part.shape[1]] += part
+        for e in shot_events:
+            e = {k: (round(v + offset / spec.fps, 4) if k in ("time", "start", "end") else v + offset if k.endswith("frame") else v) for k, v in e.items()}
+            events.append(e)
+    return Audio(np.clip(out, -1.0, 1.0), rate), events
 
 
 # ---------------------------------------------------------------------------------------
@@ -603,6 +627,8 @@ def generate_world(out: str | os.PathLike, cfg: WorldConfig, progress: Callable 
     ``classification/<split>.csv`` (``path,label``), ``captions/<split>.jsonl``,
     ``qa/<split>.jsonl`` + ``qa/answers.txt``, ``grounding/<split>.txt`` (Charades-STA:
     ``id start end##sentence``), ``shots.jsonl`` and an ``overview.png`` contact sheet.
+    With ``cfg.audio`` every MP4 carries a stereo AAC track and each metadata line its
+    ``sound_events`` (``video_sound``).
 
     The world is rendered into ``out.tmp`` and swapped in when complete, so an existing
     folder is never left with old videos beside new annotations (or half a world after a
@@ -668,7 +694,8 @@ def _write_world(d: Path, root: Path, cfg: WorldConfig, progress: Callable | Non
         spec = sample_video_spec(cfg, i, plans[i])
         video, labels = render_video(spec, frame_code=cfg.frame_code, with_labels=True)
         rel = f"videos/{spec.video_id}.mp4"
-        write_video(d / rel, video, fps=cfg.fps, crf=cfg.crf, gop=2 * cfg.fps)
+        sound, sound_events = video_sound(spec, cfg.seed) if cfg.audio else (None, None)
+        write_video(d / rel, video, fps=cfg.fps, crf=cfg.crf, gop=2 * cfg.fps, audio=sound)
         write_masks(d / "masks" / spec.video_id, labels)
         rng = np.random.default_rng([cfg.seed, i, 1])
         captions = captions_for(spec, rng)
@@ -683,6 +710,7 @@ def _write_world(d: Path, root: Path, cfg: WorldConfig, progress: Callable | Non
             "shots": [asdict(s) for s in spec.shots],
             "transitions": spec.transitions,
             "masks": f"masks/{spec.video_id}",
+            **({"sound_events": sound_events} if cfg.audio else {}),
         }
         for shot, shot_ids in zip(meta["shots"], object_ids(spec)):
             for obj, mask_id in zip(shot["objects"], shot_ids):

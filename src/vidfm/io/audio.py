@@ -28,15 +28,30 @@ class Audio:
     def duration(self) -> float:
         return self.samples.shape[1] / self.rate
 
+    def to_mono(self) -> "Audio":
+        return Audio(self.samples.mean(0, keepdims=True), self.rate)
+
+    def shift(self, seconds: float) -> "Audio":
+        """The same track delayed by ``seconds`` (negative: advanced), silence filled in and
+        the length kept: how a known audio-video offset is injected."""
+        n = int(round(seconds * self.rate))
+        out = np.zeros_like(self.samples)
+        if n >= 0:
+            out[:, n:] = self.samples[:, : max(0, self.samples.shape[1] - n)]
+        else:
+            out[:, : max(0, self.samples.shape[1] + n)] = self.samples[:, -n:]
+        return Audio(out, self.rate)
+
     def cut(self, start: float, end: float) -> "Audio":
         """The samples from ``start`` to ``end`` seconds (clipped to the track)."""
         a, b = (max(0, min(self.samples.shape[1], int(round(t * self.rate)))) for t in (start, end))
         return Audio(self.samples[:, a:b], self.rate)
 
 
-def read_audio(path, mono: bool = False) -> Audio | None:
+def read_audio(path, mono: bool = False, rate: int | None = None) -> Audio | None:
     """The first audio track of ``path`` decoded to float32, or ``None`` if it has none.
-    Stereo stays stereo unless ``mono``."""
+    Stereo stays stereo unless ``mono`` (more channels are down-mixed to stereo); ``rate``
+    resamples (FFmpeg's resampler) to that many samples per second."""
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
@@ -46,7 +61,10 @@ def read_audio(path, mono: bool = False) -> Audio | None:
             return None
         stream = container.streams.audio[0]
         layout = "mono" if mono or stream.codec_context.layout.nb_channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=stream.codec_context.sample_rate)
+        if rate is not None and rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {rate}")
+        rate = rate or stream.codec_context.sample_rate
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         chunks = []
         try:
             for frame in container.decode(stream):
@@ -54,10 +72,35 @@ def read_audio(path, mono: bool = False) -> Audio | None:
             chunks += [f.to_ndarray() for f in resampler.resample(None)]
         except av.error.FFmpegError as e:
             raise VideoDecodeError(path, f"the audio track is damaged ({e})") from None
-        rate = stream.codec_context.sample_rate
     channels = 1 if layout == "mono" else 2
     samples = np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((channels, 0), np.float32)
     return Audio(samples, rate)
+
+
+def load_audio(path, mono: bool = False, rate: int | None = None) -> Audio:
+    """Audio from a sound file (WAV, MP3, FLAC, ...) or a video's track; a clear error when
+    there is none (``read_audio`` returns ``None`` instead)."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise VideoDecodeError(path, "no such file")
+    audio = read_audio(path, mono=mono, rate=rate)
+    if audio is None:
+        raise VideoDecodeError(path, "has no audio track")
+    if audio.samples.shape[1] == 0:
+        raise VideoDecodeError(path, "the audio track is empty")
+    return audio
+
+
+def write_wav(path, audio: Audio) -> None:
+    """16-bit PCM WAV (written atomically)."""
+    from vidfm.files import atomic_file
+
+    layout = "mono" if audio.channels == 1 else "stereo"
+    with atomic_file(path) as tmp:
+        with av.open(str(tmp), mode="w", format="wav") as container:
+            stream = container.add_stream("pcm_s16le", rate=audio.rate, layout=layout)
+            mux_audio(container, stream, audio)
 
 
 def add_audio_stream(container, audio: Audio, codec: str):

@@ -28,6 +28,9 @@ class VideoInfo:
     bit_rate: int  # bits/s of the video stream (container rate when the stream has none)
     has_audio: bool
     variable_frame_rate: bool
+    audio_codec: str = ""  # the first audio track's codec, sample rate and channels ("" / 0 without one)
+    audio_rate: int = 0
+    audio_channels: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +44,7 @@ def probe(path: str | os.PathLike, *, count_frames: bool = True) -> VideoInfo:
     with VideoReader(path) as reader:
         stream, container = reader._stream, reader._container
         has_audio = bool(container.streams.audio)
+        sound = container.streams.audio[0].codec_context if has_audio else None
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or ""
         base = float(stream.base_rate) if stream.base_rate else 0.0
@@ -77,4 +81,7 @@ def probe(path: str | os.PathLike, *, count_frames: bool = True) -> VideoInfo:
         bit_rate=int(bit_rate),
         has_audio=has_audio,
         variable_frame_rate=vfr,
+        audio_codec=sound.name if sound else "",
+        audio_rate=int(sound.sample_rate or 0) if sound else 0,
+        audio_channels=int(sound.layout.nb_channels) if sound else 0,
     )

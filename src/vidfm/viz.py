@@ -75,3 +75,29 @@ def plot_shot_timeline(shots, path, thumbs: int = 12) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_sync_curve(result: dict, path) -> Path:
+    """Mean audio-video embedding distance against the audio shift (``vidfm sync``), the
+    chosen offset marked: a sharp single dip is a confident sync, a flat line none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = np.array(result["curve"])
+    k = (len(curve) - 1) // 2
+    shifts = np.arange(-k, k + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(shifts, curve, "o-", ms=3, color="k")
+    ax.axvline(result["offset"], color="tab:red", lw=1)
+    ax.axhline(np.median(curve), color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("audio shift (frames; positive = sound late)")
+    ax.set_ylabel("mean distance")
+    ax.set_title(f"{Path(result['video']).name}: offset {result['offset']:+d}  Sync-C {result['sync_c']:.3f}  Sync-D {result['sync_d']:.3f}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -51,6 +51,9 @@ def register_train(tsub) -> None:
     d.add_argument("--init", help="a pipeline to fine-tune (with --lora-rank)")
     d.add_argument("--lora-rank", type=int, help="LoRA rank on the attention projections (needs --init)")
     d.add_argument("--lora-alpha", type=float)
+    d.add_argument("--audio", choices=["cross", "add"],
+                   help="also condition on each clip's sound (DATA: videos with sound, e.g. 'vidfm synth --audio'): cross-attention "
+                        "per latent frame, or added per token; with --init the text-only model gains audio layers that start at zero")
     add_train_options(d, lr=3e-4, epochs=100)
     d.add_argument("--json", action="store_true")
     d.set_defaults(run=run_train_denoiser)
@@ -74,6 +77,9 @@ def register(sub) -> None:
     g.add_argument("--camera", choices=["static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out"],
                    help="camera motion (a model trained on a world with --camera-motion learns it from the captions)")  # fmt: skip
     g.add_argument("--storyboard", help="a JSON list of shots {prompt, windows?, camera?, seed?, same_object?}: one video with a cut between shots")
+    g.add_argument("--audio", help="a sound file (WAV, MP3, or a video's track) to drive a model trained with --audio: the motion follows "
+                                  "the sound (a bounce lands on each click); the clip's stretch of it is muxed into the output")
+    g.add_argument("--audio-start", type=float, default=0.0, help="where in --audio the clip starts, in seconds (default 0)")
     g.add_argument("--fps", type=float, help="frame rate of the written video (default: the model's)")
     g.add_argument("--size", type=int, help="frame side to generate at (default: the model's training size; other sizes are out of its training distribution)")
     g.add_argument("--steps", type=int, default=25)
@@ -111,7 +117,7 @@ def run_train_denoiser(args) -> int:
         args.data, args.out, vae=args.vae, denoiser=args.denoiser, prediction=args.prediction, attention=args.attention,
         text_encoder=args.text_encoder, num_frames=args.frames, size=args.size, fps=args.fps, temporal_weight=args.temporal_weight,
         snr_gamma=args.snr_gamma, patch_size=args.patch_size, text_dropout=args.text_dropout, init=args.init, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
-        config=train_config_from(args), progress=lambda it, desc, total: progress(it, desc, total), resume=not args.fresh,
+        audio=args.audio, config=train_config_from(args), progress=lambda it, desc, total: progress(it, desc, total), resume=not args.fresh,
     )  # fmt: skip
     return _report(args, summary, "loss")
 
@@ -139,6 +145,16 @@ def run_generate(args) -> int:
     if args.fps is not None and args.fps <= 0:
         raise ConfigError(f"--fps must be > 0, got {args.fps}")
     shots = read_storyboard(args.storyboard) if args.storyboard else None
+    if args.audio and (shots is not None or args.extend or args.frames or args.windows > 1):
+        raise ConfigError("--audio drives one clip: it does not combine with --storyboard, --continue, --frames or --windows")
+    sound = None
+    if args.audio:
+        from vidfm.data.audio import AUDIO_RATE
+        from vidfm.io.audio import load_audio
+
+        sound = load_audio(args.audio, rate=AUDIO_RATE)
+        if not 0 <= args.audio_start < sound.duration:
+            raise ConfigError(f"--audio-start {args.audio_start} is outside {args.audio} ({sound.duration:.2f} s)")
     import torch
 
     pipe = VideoGenerationPipeline.from_pretrained(args.model)
@@ -164,7 +180,8 @@ def run_generate(args) -> int:
     else:
         image = load_image(args.image, h, w) if args.image else None
         last = load_image(args.last, h, w) if args.last else None
-        videos = list(pipe(prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, progress=True, **kwargs).frames)
+        videos = list(pipe(prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, progress=True,
+                           audio=sound, audio_start=args.audio_start, **kwargs).frames)  # fmt: skip
         if args.windows > 1:
             videos = [pipe.extend(v, prompt, windows=args.windows - 1, generator=generator, **kwargs) for v in videos]
     fps = args.fps or pipe.config.fps
@@ -172,7 +189,8 @@ def run_generate(args) -> int:
     written = []
     for k, video in enumerate(videos):
         path = out if len(videos) == 1 else out.with_name(f"{out.stem}_{k}{out.suffix}")
-        write_video(path, video, fps=fps)
+        track = sound.cut(args.audio_start, args.audio_start + len(video) / fps) if sound is not None else None
+        write_video(path, video, fps=fps, audio=track)
         step = -(-len(video) // 24)  # a sheet a person can take in: at most 24 frames
         sheet = save_contact_sheet(path.with_suffix(".png"), video[::step], scale=max(1, 128 // w), title=title)
         written.append({"video": str(path), "contact_sheet": str(sheet), "frames": int(video.shape[0]), "fps": fps})

@@ -13,6 +13,7 @@ from vidfm.errors import VidfmError
 
 def build_parser() -> argparse.ArgumentParser:
     from vidfm.cli import (
+        audio_commands,
         classify_commands,
         compress_commands,
         edit_command,
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a task model (classify, ground, vae, denoiser, videollm)", description="Train a task model.")
     tsub = train.add_subparsers(dest="objective", metavar="TASK")
     train.set_defaults(run=lambda args: (train.print_help(), 2)[1])
-    for module in (synth_command, io_commands, classify_commands, retrieval_commands, shots_commands, ground_commands, generate_commands, edit_command, videollm_commands, serve_command, compress_commands):
+    for module in (synth_command, io_commands, classify_commands, retrieval_commands, shots_commands, ground_commands, generate_commands, edit_command, videollm_commands, serve_command, compress_commands, audio_commands):
         module.register(sub)
         if hasattr(module, "register_train"):
             module.register_train(tsub)

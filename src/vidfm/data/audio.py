@@ -98,3 +98,14 @@ def frame_features(audio: Audio, num_frames: int, fps: float, start: float = 0.0
     part = samples[:, max(a, 0) : max(a, 0) + n - max(-a, 0)]
     clip[:, max(-a, 0) : max(-a, 0) + part.shape[1]] = part
     return align_to_frames(log_mel(Audio(clip, audio.rate), n_mels=n_mels), num_frames, steps_per_frame, window)
+
+
+AUDIO_RATE = 16000  # what the world is rendered at and audio models resample to
+DENOISER_AUDIO_DIM = 2 * 4 * 40  # stereo x steps_per_frame x n_mels: frame_features' defaults
+
+
+def latent_audio_features(audio: Audio, num_frames: int, fps: float, temporal_factor: int, start: float = 0.0) -> torch.Tensor:
+    """What an audio-conditioned denoiser takes for a clip of ``num_frames`` frames from
+    ``start`` s: ``(latent frames, temporal_factor x 5, DENOISER_AUDIO_DIM)``, log-mel / 4
+    (so silence is -2 and all zeros can mean "no audio")."""
+    return pack_to_latent_frames(frame_features(audio, num_frames, fps, start), temporal_factor) / 4.0

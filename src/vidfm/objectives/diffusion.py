@@ -87,6 +87,7 @@ class DiffusionObjective:
     first_last_prob: float = 0.25  # share given first and last frames
     temporal_weight: float = 0.0  # temporal-consistency loss weight
     snr_gamma: float | None = None  # Min-SNR-gamma weighting (epsilon / v only)
+    audio_dropout: float = 0.1  # share of samples without their audio (besides those without text: no audio either)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
@@ -128,7 +129,11 @@ class DiffusionObjective:
         gf = (r < self.first_frame_prob + self.first_last_prob).to(x0.dtype)
         gl = (r < self.first_last_prob).to(x0.dtype)
         cond = frame_condition(x0, x0[:, :, :1], batch["last"], gf, gl)
-        return text, mask, cond
+        audio = batch.get("audio")
+        if audio is not None:  # unconditional = neither text nor audio; some keep the text only
+            silent = drop | (torch.rand(b, generator=g) < self.audio_dropout)
+            audio = audio * (~silent).to(audio.dtype).view(-1, 1, 1, 1)
+        return text, mask, cond, audio
 
     def __call__(self, model, batch: dict, g: torch.Generator):
         """-> (loss, logs). ``batch``: latents (B,C,T,h,w), last (B,C,1,h,w), text, text_mask;
@@ -137,8 +142,8 @@ class DiffusionObjective:
         noise = torch.randn(x0.shape, generator=g).to(x0)
         u = torch.rand(x0.shape[0], generator=g).to(x0.device)
         xt, t, target = self.noisy(x0, noise, u)
-        text, mask, cond = self.conditions(batch, g)
-        pred = model(xt, t, text, mask, cond)
+        text, mask, cond, audio = self.conditions(batch, g)
+        pred = model(xt, t, text, mask, cond, **({"audio": audio} if audio is not None else {}))
         per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
         logs = {"mse": float(per_sample.mean().detach())}
         if self.snr_gamma is not None:

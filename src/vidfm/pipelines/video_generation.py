@@ -202,6 +202,17 @@ class VideoGenerationPipeline(DiffusionPipeline):
         if output_type not in OUTPUT_TYPES:
             raise ConfigError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
 
+    def audio_features(self, audio, num_frames: int, start: float, batch: int, dtype) -> torch.Tensor:
+        """``(batch, latent frames, K, D)`` denoiser audio for ``num_frames`` from ``start`` s."""
+        from vidfm.data.audio import AUDIO_RATE, latent_audio_features
+        from vidfm.io.audio import Audio, load_audio
+
+        if not self.denoiser.config.get("audio_dim"):
+            raise ConfigError("this pipeline's denoiser was trained without audio; train one with 'vidfm train denoiser --audio cross'")
+        sound = audio if isinstance(audio, Audio) else load_audio(audio, rate=AUDIO_RATE)
+        feats = latent_audio_features(sound, num_frames, self.config.fps, self.vae.temporal_factor, start)
+        return feats.to(self.device, dtype).unsqueeze(0).expand(batch, -1, -1, -1)
+
     # -- one denoising step's prediction (shared with the editing pipelines) ---------------
     def with_null_text(self, text: torch.Tensor, mask: torch.Tensor, guidance_scale: float, null: torch.Tensor | None = None):
         """Append the unconditional text (``null``: ``(B, 1, D)``, default the zero token) to
@@ -215,14 +226,19 @@ class VideoGenerationPipeline(DiffusionPipeline):
         return (torch.cat([text, torch.cat([nt, nt.new_zeros(b, pad, nt.shape[-1])], 1)]),
                 torch.cat([mask, torch.cat([nm, nm.new_zeros(b, pad)], 1)]))  # fmt: skip
 
-    def predict(self, latents, ts, text, mask, cond, guidance_scale: float, sched=None) -> torch.Tensor:
+    def predict(self, latents, ts, text, mask, cond, guidance_scale: float, sched=None, audio=None) -> torch.Tensor:
         """The denoiser's (guided) prediction for ``latents`` at timestep ``ts``; ``text`` /
-        ``mask`` come from ``with_null_text`` (twice the batch when guided)."""
+        ``mask`` come from ``with_null_text`` (twice the batch when guided). ``audio``
+        (``latent_audio_features`` per video) conditions the guided half; the unconditional
+        half has neither text nor audio."""
         guided = text.shape[0] == 2 * latents.shape[0]
         x = sched.scale_model_input(latents, ts) if hasattr(sched, "scale_model_input") else latents
         x = torch.cat([x, x]) if guided else x
         cond = torch.cat([cond, cond]) if guided and cond is not None else cond
-        pred = self.denoiser(x, torch.full((x.shape[0],), float(ts), device=x.device), text, mask, cond)
+        extra = {}
+        if audio is not None:
+            extra["audio"] = torch.cat([audio, torch.zeros_like(audio)]) if guided else audio
+        pred = self.denoiser(x, torch.full((x.shape[0],), float(ts), device=x.device), text, mask, cond, **extra)
         if guided:
             pc, pu = pred.chunk(2)
             pred = pu + guidance_scale * (pc - pu)
@@ -247,12 +263,16 @@ class VideoGenerationPipeline(DiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         tile_frames: int | None = None,
         progress: bool = False,
+        audio=None,
+        audio_start: float = 0.0,
     ):
         """Generate ``num_videos_per_prompt`` clips per prompt. The same ``generator`` seed
         gives the same video. ``latents`` replaces the initial noise ``(B, C, t, h, w)``;
         ``scheduler`` picks a sampler (``euler`` for flow models; ``ddpm``, ``ddim``,
         ``dpm`` for epsilon/v models); ``callback_on_step_end(pipe, i, t, tensors)`` may
-        return ``{"latents": ...}`` to change them."""
+        return ``{"latents": ...}`` to change them. ``audio`` (a ``vidfm.io.audio.Audio`` or
+        a sound file) drives a denoiser trained with audio: the clip follows the sound from
+        ``audio_start`` seconds."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         self.check_inputs(prompts, image, last_image, num_inference_steps, guidance_scale, output_type)
         from diffusers.utils.torch_utils import randn_tensor
@@ -285,12 +305,13 @@ class VideoGenerationPipeline(DiffusionPipeline):
                 known[:, :, -1:] = self.encode_image(last_image, repeat=1 + self.vae.temporal_factor).to(dtype).expand(b, -1, -1, -1, -1)
                 known_mask[:, :, -1] = 1
             known_noise = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype)
+        sound = self.audio_features(audio, num_frames or cfg.num_frames, audio_start, b, dtype) if audio is not None else None
         text, mask = self.with_null_text(text, mask, guidance_scale)
         sched.set_timesteps(num_inference_steps, device=self.device)
         timesteps = sched.timesteps
         bar = self.progress_bar(total=len(timesteps)) if progress else None
         for i, ts in enumerate(timesteps):
-            pred = self.predict(latents, ts, text, mask, cond, guidance_scale, sched)
+            pred = self.predict(latents, ts, text, mask, cond, guidance_scale, sched, sound)
             latents = sched.step(pred, ts, latents, generator=generator).prev_sample
             if known is not None:  # hold the given frames' slots at their latents, noised to the next step
                 held = known if i + 1 == len(timesteps) else _noised(sched, known, known_noise, timesteps[i + 1])

@@ -55,6 +55,29 @@ def generation_records(data, split: str = "train") -> list[dict]:
     return [{"captions": [], **r, "start": None, "end": None} for r in source.videos(split)]
 
 
+def audio_generation_records(data, split: str, num_frames: int, fps: float, windows: int = 2, seed: int = 0) -> list[dict]:
+    """Records for an audio-driven denoiser: ``windows`` stretches of ``num_frames``
+    consecutive frames per video (the sound must line up frame by frame, so no resampling),
+    placed around the main object's action in a world, from the start elsewhere; each with
+    its ``audio_start`` in seconds."""
+    source = DataSource(data)
+    if not source.is_world:
+        return [{"captions": [], **r, "start": 0, "end": num_frames - 1, "audio_start": 0.0} for r in source.videos(split)]
+    out = []
+    captions = {r["video_id"]: r["captions"] for r in source.captions(split)}
+    for m in source.world().metadata():
+        if m["video_id"] not in captions or len(m["shots"]) != 1 or m["num_frames"] < num_frames:
+            continue
+        main = m["shots"][0]["objects"][0]
+        lo = min(max(0, main["start"] - num_frames // 2), m["num_frames"] - num_frames)
+        hi = min(max(lo, main["end"] - num_frames // 2), m["num_frames"] - num_frames)
+        rng = np.random.default_rng([seed, int(m["video_id"])])
+        for s in sorted({int(v) for v in rng.integers(lo, hi + 1, size=windows)}):
+            out.append({"path": m["path"], "captions": captions[m["video_id"]], "start": s, "end": s + num_frames - 1,
+                        "audio_start": s / fps, "video_id": m["video_id"]})  # fmt: skip
+    return out
+
+
 def clip_indices(n: int, num_frames: int, start: int | None, end: int | None) -> np.ndarray:
     lo, hi = (0, n - 1) if start is None else (max(0, min(start, n - 1)), max(0, min(end, n - 1)))
     return np.linspace(lo, hi, num_frames).round().astype(int)
@@ -77,10 +100,10 @@ class ClipDataset(SkipsUnreadable):
         return {"video": torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0), "index": i}
 
 
-def _train_val(data, val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    train = generation_records(data, "train")
+def _train_val(data, val_fraction: float, seed: int, records=generation_records) -> tuple[list[dict], list[dict]]:
+    train = records(data, "train")
     if DataSource(data).is_world:
-        return train, generation_records(data, "val")
+        return train, records(data, "val")
     return split_off_validation(train, val_fraction, seed)
 
 
@@ -150,17 +173,27 @@ def fingerprint_module(module) -> str:
 
 
 @torch.no_grad()
-def encode_records(vae, text_encoder, records: list[dict], num_frames: int, size: int, batch_size: int = 16, progress=None) -> dict:
-    """Latents of every clip and its last frame (as an image), and token features of every
-    caption: what the denoiser trains on."""
+def encode_records(vae, text_encoder, records: list[dict], num_frames: int, size: int, batch_size: int = 16, progress=None, fps: float = 8) -> dict:
+    """Latents of every clip and its last frame (as an image), token features of every
+    caption, and for records with an ``audio_start`` the clip's latent-aligned audio
+    features: what the denoiser trains on."""
+    from vidfm.data.audio import AUDIO_RATE, latent_audio_features
+    from vidfm.io.audio import read_audio
+
     ds = ClipDataset(records, num_frames, size)
-    latents, lasts, kept = [], [], []
+    latents, lasts, kept, sounds = [], [], [], []
     batches = range(0, len(records), batch_size)
     for s in progress(batches, "encoding clips", len(batches)) if progress else batches:
         items = []
         for i in range(s, min(s + batch_size, len(records))):
             try:
-                items.append(ds.load(i))  # no substitute for a failed clip: the cache keeps record order
+                item = ds.load(i)  # no substitute for a failed clip: the cache keeps record order
+                if "audio_start" in records[i]:
+                    sound = read_audio(records[i]["path"], rate=AUDIO_RATE)
+                    if sound is None:
+                        raise VideoDecodeError(records[i]["path"], "has no audio track")
+                    item["audio"] = latent_audio_features(sound, num_frames, fps, vae.temporal_factor, records[i]["audio_start"])
+                items.append(item)
             except VideoDecodeError as e:
                 import warnings
 
@@ -171,6 +204,7 @@ def encode_records(vae, text_encoder, records: list[dict], num_frames: int, size
         latents.append(vae.encode_latents(video))
         lasts.append(vae.encode_latents(video[:, :, -1:]))
         kept += [it["index"] for it in items]
+        sounds += [it["audio"] for it in items if "audio" in it]
     if not kept:
         raise DatasetError("no clip could be decoded")
     captions = sorted({c for i in kept for c in records[i]["captions"]})
@@ -188,6 +222,7 @@ def encode_records(vae, text_encoder, records: list[dict], num_frames: int, size
     return {
         "latents": torch.cat(latents), "last": torch.cat(lasts), "text": text, "text_mask": mask, "captions": captions,
         "caption_ids": [[lookup[c] for c in records[i]["captions"]] for i in kept], "paths": [records[i]["path"] for i in kept],
+        **({"audio": torch.stack(sounds)} if sounds else {}),
     }  # fmt: skip
 
 
@@ -228,7 +263,10 @@ class LatentDataset(Dataset):
         k = self.indices[i]
         ids = self.blob["caption_ids"][k]
         c = ids[int(np.random.default_rng((self.seed, self.epoch, k)).integers(len(ids)))] if self.train else ids[0]
-        return {"latents": self.blob["latents"][k], "last": self.blob["last"][k], "text": self.blob["text"][c], "text_mask": self.blob["text_mask"][c], "index": k}
+        item = {"latents": self.blob["latents"][k], "last": self.blob["last"][k], "text": self.blob["text"][c], "text_mask": self.blob["text_mask"][c], "index": k}
+        if "audio" in self.blob:
+            item["audio"] = self.blob["audio"][k]
+        return item
 
 
 # -- LoRA --------------------------------------------------------------------------------------
@@ -259,13 +297,18 @@ def train_denoiser(
     init: str | None = None,
     lora_rank: int | None = None,
     lora_alpha: float | None = None,
+    audio: str | None = None,
     config: TrainConfig | None = None,
     progress=None,
     resume: bool = True,
 ) -> dict:
     """Train a latent video denoiser (``denoiser`` preset) on ``vae``'s latents, or with
     ``init`` + ``lora_rank`` fine-tune an existing pipeline's denoiser with LoRA.
-    ``OUT/best`` is a pipeline folder ``vidfm generate`` loads."""
+    ``audio`` (``cross`` or ``add``) conditions it on each clip's sound as well (clips of
+    consecutive frames with their audio; with ``init`` the text-only denoiser gains audio
+    layers that start at zero). ``OUT/best`` is a pipeline folder ``vidfm generate`` loads."""
+    from vidfm.data.audio import DENOISER_AUDIO_DIM
+    from vidfm.models.dit import with_audio
     from vidfm.models.generative import build_denoiser, load_vae
     from vidfm.models.text import TextEncoder
     from vidfm.objectives.diffusion import DiffusionObjective
@@ -290,6 +333,11 @@ def train_denoiser(
         size = size or vae_meta.get("size", 32)
     if lora_rank and init is None:
         raise ConfigError("LoRA fine-tunes an existing pipeline: give --init PIPELINE")
+    if audio and lora_rank:
+        raise ConfigError("--audio trains new audio layers; it does not combine with --lora-rank")
+    audio_kwargs = {"audio_dim": DENOISER_AUDIO_DIM, "audio_tokens": 5 * vae_model.temporal_factor, "audio_fusion": audio} if audio else {}
+    if audio and model is not None and not model.config.get("audio_dim"):
+        model = with_audio(model, DENOISER_AUDIO_DIM, audio_kwargs["audio_tokens"], audio).train()
     vae_model.check_size(num_frames, size, size)
     objective = DiffusionObjective(prediction=prediction, temporal_weight=temporal_weight, text_dropout=text_dropout, snr_gamma=snr_gamma)
     text = TextEncoder(text_encoder).eval()
@@ -297,19 +345,22 @@ def train_denoiser(
         if patch_size and denoiser.startswith("unet"):
             raise ConfigError(f"--patch-size applies to DiT / U-ViT denoisers, not {denoiser}")
         overrides = {**({"attention": attention} if attention else {}), **({"patch_size": patch_size} if patch_size else {})}
-        model = build_denoiser(denoiser, latent_channels=vae_model.config.latent_channels, text_dim=text.output_dim, **overrides)
+        model = build_denoiser(denoiser, latent_channels=vae_model.config.latent_channels, text_dim=text.output_dim, **overrides, **audio_kwargs)
     if lora_rank:
         add_denoiser_lora(model, lora_rank, lora_alpha)
-    train_recs, val_recs = _train_val(data, 0.1, config.seed)
+    if audio:
+        train_recs, val_recs = _train_val(data, 0.1, config.seed, lambda d, split: audio_generation_records(d, split, num_frames, fps, seed=config.seed))
+    else:
+        train_recs, val_recs = _train_val(data, 0.1, config.seed)
     records = train_recs + val_recs
-    key = {"vae": vae_fp, "text": text_encoder, "num_frames": num_frames, "size": size,
+    key = {"vae": vae_fp, "text": text_encoder, "num_frames": num_frames, "size": size, "audio": bool(audio),
            "videos": file_signature([r["path"] for r in records]), "clips": [(r.get("start"), r.get("end")) for r in records]}
-    blob = cached_encoding(out, key, lambda: encode_records(vae_model, text, records, num_frames, size, progress=progress))
+    blob = cached_encoding(out, key, lambda: encode_records(vae_model, text, records, num_frames, size, progress=progress, fps=fps))
     n_train = sum(1 for p in blob["paths"] if p in {r["path"] for r in train_recs})
     train = LatentDataset(blob, list(range(n_train)), True, config.seed)
     val = LatentDataset(blob, list(range(n_train, len(blob["paths"]))) or list(range(min(8, n_train))), False)
     config.extra.update(task="denoiser", data=str(data), denoiser=denoiser, prediction=prediction, temporal_weight=temporal_weight, lora_rank=lora_rank,
-                        snr_gamma=snr_gamma, patch_size=patch_size)
+                        snr_gamma=snr_gamma, patch_size=patch_size, audio=audio)
 
     def loss_fn(m, batch, g):
         return objective(m, batch, g)

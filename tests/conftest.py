@@ -153,3 +153,13 @@ def gen_runs(world, tmp_path_factory):
     assert main(["train", "denoiser", str(world), "--vae", str(d / "vae"), "--out", str(d / "den"), "--max-steps", "3",
                  "--batch-size", "4", "--frames", "5", "--checkpoint-every", "2"]) == 0  # fmt: skip
     return d
+
+
+@pytest.fixture(scope="session")
+def sound_world(tmp_path_factory) -> Path:
+    """A 36-video single-shot world with sound (``--audio``)."""
+    from vidfm.data import WorldConfig, generate_world
+
+    root = tmp_path_factory.mktemp("sound_world")
+    generate_world(root, WorldConfig(videos=36, seed=4, multishot_fraction=0.0, audio=True))
+    return root

@@ -58,6 +58,12 @@ def register(sub) -> None:
     e.add_argument("--confusion", help="write the confusion matrix PNG here (default MODEL/confusion_<split>.png)")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="classifiers: run in PyTorch, or export and run in ONNX Runtime")
+    e.add_argument("--few-shot", metavar="NwayKshot",
+                   help="few-shot evaluation on the frozen features of MODEL's encoder (any encoder folder): e.g. 5way-1shot, "
+                        "5way-5shot; prototypes and a linear probe on the same episodes, mean accuracy with a 95%% interval")
+    e.add_argument("--episodes", type=int, default=600, help="few-shot episodes (default 600)")
+    e.add_argument("--queries", type=int, default=15, help="query clips per class and episode (default 15)")
+    e.add_argument("--seed", type=int, default=0, help="few-shot episode sampling seed")
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=run_eval)
 
@@ -137,6 +143,8 @@ def run_eval(args) -> int:
     from vidfm.tasks.classify import evaluate_classifier, plot_confusion_for
 
     folder = not str(args.model).endswith(".onnx")  # an ONNX export is a classifier
+    if args.few_shot:
+        return run_eval_few_shot(args)
     if folder and is_video_text_model(args.model):
         return run_eval_retrieval(args)
     if folder and is_grounding_model(args.model):
@@ -163,6 +171,31 @@ def run_eval(args) -> int:
     print(f"confusion matrix: {out}")
     report_skipped(metrics["skipped"])
     warn_if_collapsed(metrics)
+    return 0
+
+
+def run_eval_few_shot(args) -> int:
+    from vidfm.data.datasets import DataSource, VideoDataset
+    from vidfm.models import load_encoder
+    from vidfm.tasks.fewshot import encode_clips, few_shot_eval, parse_spec
+
+    parse_spec(args.few_shot)  # a bad spec fails before any decoding
+    if args.episodes < 1 or args.queries < 1:
+        raise ConfigError(f"--episodes and --queries must be >= 1, got {args.episodes} and {args.queries}")
+    encoder = load_encoder(args.model)
+    records, classes = DataSource(args.data).classification(args.split)
+    dataset = VideoDataset(records, num_frames=encoder.config.num_frames, decode_size=(encoder.config.image_size,) * 2, sampler="segments")
+    feats, labels = encode_clips(encoder, dataset, args.batch_size, progress=lambda it: progress(it, "encoding", unit="batch"))
+    result = {"model": str(args.model), "data": str(args.data), "split": args.split, "videos": len(labels),
+              **few_shot_eval(feats, labels, args.few_shot, args.episodes, args.queries, args.seed)}  # fmt: skip
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{result['n_way']}-way {result['k_shot']}-shot, {result['episodes']} episodes of {result['queries']} queries per class "
+          f"on {result['videos']} videos ({len(classes)} classes; chance {result['chance']:.1%}):")  # fmt: skip
+    for name in ("prototypes", "linear_probe"):
+        r = result[name]
+        print(f"  {name.replace('_', ' '):<13} {r['accuracy']:.1%} ± {r['ci95']:.1%}")
     return 0
 
 

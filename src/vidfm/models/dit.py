@@ -11,8 +11,8 @@ Audio (``audio_dim > 0``; SPEC 8.8): frame-aligned audio features packed per lat
 video either by ``cross`` attention in every block (the tokens of latent frame ``t`` are
 queries, that frame's ``K`` audio tokens keys and values; Hallo / EchoMimic style) or
 ``add`` (the frame's pooled audio added to each of its tokens at the input). Both start
-at zero (a zero gate / zero projection), so a text-only checkpoint loads unchanged and
-learns to listen (``with_audio``). Missing audio is all zeros (features are log-mel / 4,
+at zero (a zero output projection, as adaLN-zero and ControlNet start), so a text-only
+checkpoint loads unchanged and learns to listen (``with_audio``). Missing audio is all zeros (features are log-mel / 4,
 which is never all zero: silence is -2).
 """
 
@@ -52,7 +52,10 @@ class DiTBlock(nn.Module):
         if audio_cross:
             self.norm_audio = nn.LayerNorm(dim, eps=1e-6)
             self.audio_attn = Attention(dim, heads)
-            self.audio_gate = nn.Parameter(torch.zeros(dim))
+            # zero output projection, not a zero gate: its gradient is non-zero from the first step
+            # (a zero gate would also zero the gradient of the attention behind it: nothing learns)
+            nn.init.zeros_(self.audio_attn.to_out.weight)
+            nn.init.zeros_(self.audio_attn.to_out.bias)
         self.divided = divided
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, heads)
@@ -83,7 +86,7 @@ class DiTBlock(nn.Module):
         if audio is not None and hasattr(self, "audio_attn"):  # per latent frame: its tokens attend to its audio
             y = rearrange(self.norm_audio(x), "b (t s) d -> (b t) s d", t=t)
             y = self.audio_attn(y, context=rearrange(audio, "b t k d -> (b t) k d"))
-            x = x + self.audio_gate * rearrange(y, "(b t) s d -> b (t s) d", t=t)
+            x = x + rearrange(y, "(b t) s d -> b (t s) d", t=t)
         return x + mods[5].unsqueeze(1) * self.ff(modulate(self.norm2(x), mods[3], mods[4]))
 
 

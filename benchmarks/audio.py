@@ -116,9 +116,15 @@ def landings(heights: np.ndarray) -> list[int]:
     return [i for i in range(1, len(h) - 1) if h[i] >= h[i - 1] and h[i] >= h[i + 1] and h[i] - min(h[i - 1], h[i + 1]) > 0.25]
 
 
-def timing_error(frames: np.ndarray, colour: str, clicks: list[float]) -> float:
+def timing_scores(frames: np.ndarray, colour: str, clicks: list[float]) -> dict:
+    """Click -> nearest landing error (capped), and landings matched to clicks within one
+    frame both ways: recall (clicks with a landing) and precision (landings with a click),
+    so a clip that jitters everywhere is not rewarded for having a landing near every click."""
     found = landings(centroid_heights(frames, colour))
-    return float(np.mean([min([abs(f - c) for f in found] + [CAP]) for c in clicks]))
+    error = float(np.mean([min([abs(f - c) for f in found] + [CAP]) for c in clicks]))
+    recall = float(np.mean([any(abs(f - c) <= 1 for f in found) for c in clicks]))
+    precision = float(np.mean([any(abs(f - c) <= 1 for c in clicks) for f in found])) if found else 0.0
+    return {"error": error, "recall": recall, "precision": precision, "landings": len(found)}
 
 
 def bounce_windows(num_frames: int, fps: float) -> list[dict]:
@@ -162,15 +168,18 @@ def part_gen(audio_run: Path, text_run: Path, sync_dir: Path, seeds: int = 2) ->
             videos[name] = list(out.frames)
         for name, vids in videos.items():
             for v in vids:
-                arms[name].append(timing_error(v, w["colour"], w["clicks"]))
+                arms[name].append(timing_scores(v, w["colour"], w["clicks"]))
                 s = measure_sync(sync, v, clip_sound, cfg.fps)
                 sync_rows[name].append((s["sync_c"], s["sync_d"], abs(s["offset"])))
     result = {"windows": len(windows), "seeds": seeds, "clicks": int(sum(len(w["clicks"]) for w in windows)), "seconds": round(time.time() - t0, 1)}
     for name in arms:
-        e, s = np.array(arms[name]), np.array(sync_rows[name])
-        result[name] = {"timing_error": round(float(e.mean()), 3), "within_1_frame": round(float((e <= 1.0).mean()), 3),
+        s = np.array(sync_rows[name])
+        mean = {k: float(np.mean([a[k] for a in arms[name]])) for k in ("error", "recall", "precision", "landings")}
+        f1 = 2 * mean["precision"] * mean["recall"] / max(mean["precision"] + mean["recall"], 1e-9)
+        result[name] = {"timing_error": round(mean["error"], 3), "recall_1f": round(mean["recall"], 3), "precision_1f": round(mean["precision"], 3),
+                        "f1_1f": round(f1, 3), "landings_per_clip": round(mean["landings"], 2),
                         "sync_c": round(float(s[:, 0].mean()), 4), "sync_d": round(float(s[:, 1].mean()), 4),
-                        "sync_offset_abs": round(float(s[:, 2].mean()), 2), "n": int(len(e))}  # fmt: skip
+                        "sync_offset_abs": round(float(s[:, 2].mean()), 2), "n": len(arms[name])}  # fmt: skip
     return result
 
 

@@ -68,7 +68,7 @@ def probe_predict(support: torch.Tensor, support_y: torch.Tensor, query: torch.T
     s, q = (support - mean) / std, (query - mean) / std
     w = torch.zeros(s.shape[1], n_way, requires_grad=True)
     b = torch.zeros(n_way, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=25, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()

@@ -79,9 +79,11 @@ def run_train_av_classify(args) -> int:
 
 
 def run_sync(args) -> int:
-    from vidfm.errors import VidfmError
+    from vidfm.errors import ConfigError, VidfmError
     from vidfm.tasks.sync import load_sync_model, sync_video
 
+    if args.max_offset < 1:
+        raise ConfigError(f"--max-offset must be >= 1 frame, got {args.max_offset}")
     load_sync_model(args.model)  # a bad model folder fails once, before any video
     results, failed = [], 0
     for v in args.videos:
@@ -103,6 +105,6 @@ def run_sync(args) -> int:
         if "curve" in r:
             print(f"{r['video']}: offset {r['offset']:+d} frames ({r['offset_seconds']:+.3f} s; positive = sound late)  "
                   f"Sync-C {r['sync_c']:.3f}  Sync-D {r['sync_d']:.3f}")  # fmt: skip
-    if args.plot:
+    if args.plot and "curve" in results[0]:
         print(f"curve: {args.plot}")
     return 1 if failed else 0

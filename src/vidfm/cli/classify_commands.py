@@ -180,8 +180,8 @@ def run_eval_few_shot(args) -> int:
     from vidfm.tasks.fewshot import encode_clips, few_shot_eval, parse_spec
 
     parse_spec(args.few_shot)  # a bad spec fails before any decoding
-    if args.episodes < 1 or args.queries < 1:
-        raise ConfigError(f"--episodes and --queries must be >= 1, got {args.episodes} and {args.queries}")
+    if args.episodes < 2 or args.queries < 1:
+        raise ConfigError(f"--episodes must be >= 2 (for an interval) and --queries >= 1, got {args.episodes} and {args.queries}")
     encoder = load_encoder(args.model)
     records, classes = DataSource(args.data).classification(args.split)
     dataset = VideoDataset(records, num_frames=encoder.config.num_frames, decode_size=(encoder.config.image_size,) * 2, sampler="segments")

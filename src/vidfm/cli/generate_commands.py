@@ -147,6 +147,8 @@ def run_generate(args) -> int:
     shots = read_storyboard(args.storyboard) if args.storyboard else None
     if args.audio and (shots is not None or args.extend or args.frames or args.windows > 1):
         raise ConfigError("--audio drives one clip: it does not combine with --storyboard, --continue, --frames or --windows")
+    if args.audio and args.fps is not None:
+        raise ConfigError("--audio fixes the frame rate to the model's (the motion follows the sound at that rate); drop --fps")
     sound = None
     if args.audio:
         from vidfm.data.audio import AUDIO_RATE

@@ -132,7 +132,7 @@ class DiffusionObjective:
         audio = batch.get("audio")
         if audio is not None:  # unconditional = neither text nor audio; some keep the text only
             silent = drop | (torch.rand(b, generator=g) < self.audio_dropout)
-            audio = audio * (~silent).to(audio.dtype).view(-1, 1, 1, 1)
+            audio = audio * (~silent).to(audio.device, audio.dtype).view(-1, 1, 1, 1)
         return text, mask, cond, audio
 
     def __call__(self, model, batch: dict, g: torch.Generator):

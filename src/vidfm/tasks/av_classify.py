@@ -101,11 +101,12 @@ def evaluate_av(model: AVClassifier, clips: list[dict], batch_size: int = 64) ->
     hits: dict[str, list] = {k: [] for k in ("audio", "video", "fused", "video_degraded", "fused_video_degraded", "audio_degraded", "fused_audio_degraded")}
     for s in range(0, len(clips), batch_size):
         part = [AVClips(clips, False)[i] for i in range(s, min(s + batch_size, len(clips)))]
-        video = torch.stack([p["video"] for p in part])
-        audio, audio_noisy = torch.stack([p["audio"] for p in part]), torch.stack([p["audio_noisy"] for p in part])
-        y = torch.tensor([p["label"] for p in part])
+        device = next(model.parameters(), torch.empty(0)).device
+        video = torch.stack([p["video"] for p in part]).to(device)
+        audio, audio_noisy = torch.stack([p["audio"] for p in part]).to(device), torch.stack([p["audio_noisy"] for p in part]).to(device)
+        y = torch.tensor([p["label"] for p in part], device=device)
         clean = model(video, audio)
-        bad_video = model(degrade_frames(video, g), audio)
+        bad_video = model(degrade_frames(video.cpu(), g).to(device), audio)
         bad_audio = model(video, audio_noisy)
         for key, logits in (("audio", clean["audio"]), ("video", clean["video"]), ("fused", clean["fused"]), ("video_degraded", bad_video["video"]),
                             ("fused_video_degraded", bad_video["fused"]), ("audio_degraded", bad_audio["audio"]), ("fused_audio_degraded", bad_audio["fused"])):  # fmt: skip
@@ -125,7 +126,8 @@ def train_av_classifier(data, out, *, num_frames: int = 16, size: int = 32, conf
     train_recs, names = source.classification("train")
     val_recs, _ = source.classification("val", names)
     model = AVClassifier(num_classes=len(names), frames=num_frames, labels=tuple(names))
-    key = {"videos": file_signature([r["path"] for r in train_recs + val_recs]), "frames": num_frames, "size": size}
+    key = {"videos": file_signature([r["path"] for r in train_recs + val_recs]), "frames": num_frames, "size": size,
+           "labels": [r["label"] for r in train_recs + val_recs], "classes": list(names)}
     cache = out / "clips.pt"
     blob = torch.load(cache, weights_only=False) if cache.exists() else None
     if not blob or blob.get("key") != key:

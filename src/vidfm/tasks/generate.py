@@ -74,7 +74,7 @@ def audio_generation_records(data, split: str, num_frames: int, fps: float, wind
         rng = np.random.default_rng([seed, int(m["video_id"])])
         for s in sorted({int(v) for v in rng.integers(lo, hi + 1, size=windows)}):
             out.append({"path": m["path"], "captions": captions[m["video_id"]], "start": s, "end": s + num_frames - 1,
-                        "audio_start": s / fps, "video_id": m["video_id"]})  # fmt: skip
+                        "audio_start": s / m.get("fps", fps), "video_id": m["video_id"]})  # fmt: skip
     return out
 
 
@@ -349,11 +349,13 @@ def train_denoiser(
     if lora_rank:
         add_denoiser_lora(model, lora_rank, lora_alpha)
     if audio:
+        if DataSource(data).is_world:  # the sound lines up frame by frame: the pipeline runs at the world's rate
+            fps = DataSource(data).world().metadata()[0].get("fps", fps)
         train_recs, val_recs = _train_val(data, 0.1, config.seed, lambda d, split: audio_generation_records(d, split, num_frames, fps, seed=config.seed))
     else:
         train_recs, val_recs = _train_val(data, 0.1, config.seed)
     records = train_recs + val_recs
-    key = {"vae": vae_fp, "text": text_encoder, "num_frames": num_frames, "size": size, "audio": bool(audio),
+    key = {"vae": vae_fp, "text": text_encoder, "num_frames": num_frames, "size": size, "audio": bool(audio), **({"fps": fps} if audio else {}),
            "videos": file_signature([r["path"] for r in records]), "clips": [(r.get("start"), r.get("end")) for r in records]}
     blob = cached_encoding(out, key, lambda: encode_records(vae_model, text, records, num_frames, size, progress=progress, fps=fps))
     n_train = sum(1 for p in blob["paths"] if p in {r["path"] for r in train_recs})

@@ -70,8 +70,9 @@ def sync_curve(model: SyncNet, frames: torch.Tensor, audio_padded: torch.Tensor,
     if pad < max_offset:
         raise ConfigError(f"the audio is padded by {pad} frames, the sweep needs {max_offset}")
     half = model.config.frames // 2
-    v = torch.cat([model.embed_video(video_windows(frames, range(s, min(s + batch, t)), half)) for s in range(0, t, batch)])
-    a = torch.cat([model.embed_audio(audio_padded[s : s + batch].float()) for s in range(0, len(audio_padded), batch)])
+    device = next(model.parameters(), torch.empty(0)).device
+    v = torch.cat([model.embed_video(video_windows(frames, range(s, min(s + batch, t)), half).to(device)) for s in range(0, t, batch)])
+    a = torch.cat([model.embed_audio(audio_padded[s : s + batch].float().to(device)) for s in range(0, len(audio_padded), batch)])
     curve = []
     for d in range(-max_offset, max_offset + 1):
         curve.append(float((v - a[pad + d : pad + d + t]).norm(dim=1).mean()))
@@ -91,6 +92,11 @@ def measure_sync(model: SyncNet, frames: np.ndarray, audio: Audio, fps: float, m
     import PIL.Image
 
     size = model.config.size
+    if abs(fps - model.config.fps) > 0.5:
+        import warnings
+
+        warnings.warn(f"the video runs at {fps:g} fps and the sync model was trained at {model.config.fps:g} fps: "
+                      "its 5-frame windows span another stretch of time, so the scores are less reliable", stacklevel=2)  # fmt: skip
     if frames.shape[1:3] != (size, size):
         frames = np.stack([np.asarray(PIL.Image.fromarray(f).resize((size, size), PIL.Image.BILINEAR)) for f in frames])
     feats = clip_audio_features(audio, len(frames), fps, max_offset, model.config)
@@ -190,9 +196,9 @@ def sync_loss(model: SyncNet, batch: dict) -> tuple[torch.Tensor, dict]:
     a = model.embed_audio(batch["audio"].flatten(0, 1)).view(b, n, -1)  # (B, candidates, E)
     scale = model.logit_scale.exp().clamp(max=100)
     same_clip = torch.einsum("be,bne->bn", v, a)
-    others = (scale * (v @ a[:, 0].T)).masked_fill(torch.eye(b, dtype=torch.bool), float("-inf"))
+    others = (scale * (v @ a[:, 0].T)).masked_fill(torch.eye(b, dtype=torch.bool, device=v.device), float("-inf"))
     logits = torch.cat([scale * same_clip, others], dim=1)
-    loss = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+    loss = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=v.device))
     return loss, {"shift_acc": float((same_clip.argmax(1) == 0).float().mean())}
 
 

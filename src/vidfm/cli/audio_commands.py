@@ -84,11 +84,11 @@ def run_sync(args) -> int:
 
     if args.max_offset < 1:
         raise ConfigError(f"--max-offset must be >= 1 frame, got {args.max_offset}")
-    load_sync_model(args.model)  # a bad model folder fails once, before any video
+    model = load_sync_model(args.model)  # loaded once; a bad folder fails before any video
     results, failed = [], 0
     for v in args.videos:
         try:
-            results.append(sync_video(args.model, v, args.audio, args.max_offset))
+            results.append(sync_video(model, v, args.audio, args.max_offset))
         except VidfmError as e:
             failed += 1
             results.append({"video": str(v), "error": str(e)})

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from vidfm.data.audio import align_to_frames, log_mel
 from vidfm.data.datasets import DataSource
 from vidfm.errors import DatasetError, VideoDecodeError
-from vidfm.files import atomic_file, atomic_save_dir, file_signature
+from vidfm.files import atomic_save_dir, cached, file_signature
 from vidfm.io.audio import Audio, read_audio
 from vidfm.io.reader import VideoReader
 from vidfm.models.audio_visual import AVClassifier
@@ -99,8 +99,9 @@ def evaluate_av(model: AVClassifier, clips: list[dict], batch_size: int = 64) ->
     model.eval()
     g = torch.Generator().manual_seed(0)
     hits: dict[str, list] = {k: [] for k in ("audio", "video", "fused", "video_degraded", "fused_video_degraded", "audio_degraded", "fused_audio_degraded")}
+    view = AVClips(clips, False)
     for s in range(0, len(clips), batch_size):
-        part = [AVClips(clips, False)[i] for i in range(s, min(s + batch_size, len(clips)))]
+        part = [view[i] for i in range(s, min(s + batch_size, len(clips)))]
         device = next(model.parameters(), torch.empty(0)).device
         video = torch.stack([p["video"] for p in part]).to(device)
         audio, audio_noisy = torch.stack([p["audio"] for p in part]).to(device), torch.stack([p["audio_noisy"] for p in part]).to(device)
@@ -128,24 +129,21 @@ def train_av_classifier(data, out, *, num_frames: int = 16, size: int = 32, conf
     model = AVClassifier(num_classes=len(names), frames=num_frames, labels=tuple(names))
     key = {"videos": file_signature([r["path"] for r in train_recs + val_recs]), "frames": num_frames, "size": size,
            "labels": [r["label"] for r in train_recs + val_recs], "classes": list(names)}
-    cache = out / "clips.pt"
-    blob = torch.load(cache, weights_only=False) if cache.exists() else None
-    if not blob or blob.get("key") != key:
-        blob = {"key": key}
-        for split, recs in (("train", train_recs), ("val", val_recs)):
-            clips = []
-            for k, r in enumerate(progress(recs, f"reading {split} clips", len(recs)) if progress else recs):
-                try:
-                    clips.append({**load_clip(r["path"], num_frames, size, model.config, seed=k), "label": r["label"]})
-                except VideoDecodeError as e:
-                    import warnings
 
-                    warnings.warn(f"skipping: {e}", stacklevel=2)
-            if not clips:
-                raise DatasetError(f"{data}: no readable {split} video with sound")
-            blob[split] = clips
-        with atomic_file(cache) as tmp:
-            torch.save(blob, tmp)
+    def read(split: str, recs: list[dict]) -> list[dict]:
+        clips = []
+        for k, r in enumerate(progress(recs, f"reading {split} clips", len(recs)) if progress else recs):
+            try:
+                clips.append({**load_clip(r["path"], num_frames, size, model.config, seed=k), "label": r["label"]})
+            except VideoDecodeError as e:
+                import warnings
+
+                warnings.warn(f"skipping: {e}", stacklevel=2)
+        if not clips:
+            raise DatasetError(f"{data}: no readable {split} video with sound")
+        return clips
+
+    blob = cached(out / "clips.pt", key, lambda: {"train": read("train", train_recs), "val": read("val", val_recs)})
     config.extra.update(task="av-classify", data=str(data), num_frames=num_frames, size=size)
 
     def save_fn(m, path):

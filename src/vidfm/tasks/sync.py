@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from vidfm.data.audio import frame_features
 from vidfm.data.datasets import DataSource
 from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
-from vidfm.files import atomic_file, atomic_save_dir, file_signature, model_folder
+from vidfm.files import atomic_save_dir, cached, file_signature, model_folder
 from vidfm.io.audio import Audio, read_audio
 from vidfm.io.reader import VideoReader
 from vidfm.models.audio_visual import SyncNet
@@ -101,14 +101,15 @@ def measure_sync(model: SyncNet, frames: np.ndarray, audio: Audio, fps: float, m
         frames = np.stack([np.asarray(PIL.Image.fromarray(f).resize((size, size), PIL.Image.BILINEAR)) for f in frames])
     feats = clip_audio_features(audio, len(frames), fps, max_offset, model.config)
     curve = sync_curve(model, torch.from_numpy(np.ascontiguousarray(frames)), feats, max_offset)
-    return {**sync_scores(curve), "offset_seconds": round(sync_scores(curve)["offset"] / fps, 4), "fps": fps, "curve": [round(float(c), 5) for c in curve]}
+    scores = sync_scores(curve)
+    return {**scores, "offset_seconds": round(scores["offset"] / fps, 4), "fps": fps, "curve": [round(float(c), 5) for c in curve]}
 
 
-def sync_video(model_dir, video, audio_path=None, max_offset: int = MAX_OFFSET) -> dict:
-    """``measure_sync`` for a file (its own track, or ``audio_path``)."""
+def sync_video(model: SyncNet, video, audio_path=None, max_offset: int = MAX_OFFSET) -> dict:
+    """``measure_sync`` for a file (its own track, or ``audio_path``); ``model`` from
+    ``load_sync_model``."""
     from vidfm.io.audio import load_audio
 
-    model = load_sync_model(model_dir)
     with VideoReader(video) as r:
         frames, fps = r.get_frames(np.arange(len(r))), r.fps
     audio = load_audio(audio_path or video, rate=model.config.sample_rate)
@@ -236,12 +237,8 @@ def train_sync(data, out, *, size: int = 32, config: TrainConfig | None = None, 
     model = SyncNet(size=size, **model_kwargs)
     pad = 2 * MAX_OFFSET  # room for the sweep plus an injected offset of up to MAX_OFFSET
     key = {"videos": file_signature([r["path"] for r in train_recs + val_recs]), "size": size, "pad": pad, "model": dict(model.config)}
-    cache = out / "clips.pt"
-    blob = torch.load(cache, weights_only=False) if cache.exists() else None
-    if not blob or blob.get("key") != key:
-        blob = {"key": key, "train": load_clips(train_recs, size, pad, model.config, progress), "val": load_clips(val_recs or train_recs[:8], size, pad, model.config, progress)}
-        with atomic_file(cache) as tmp:
-            torch.save(blob, tmp)
+    blob = cached(out / "clips.pt", key, lambda: {"train": load_clips(train_recs, size, pad, model.config, progress),
+                                                   "val": load_clips(val_recs or train_recs[:8], size, pad, model.config, progress)})  # fmt: skip
     fps = blob["train"][0]["fps"]
     model.register_to_config(fps=float(fps))
     train = SyncWindows(blob["train"], pad, model.config.frames // 2, seed=config.seed)

@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidfm.cli.common import (
+    add_engine_options,
     add_train_options,
+    collect_videos,
+    engine_kwargs,
     for_each_video,
+    job_progress,
+    print_job_report,
     print_json,
     print_ranked,
     progress,
@@ -72,7 +77,10 @@ def register(sub) -> None:
     pr.add_argument("videos", nargs="+", metavar="VIDEO")
     pr.add_argument("--top", type=int, default=5)
     pr.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="run in PyTorch, or export and run in ONNX Runtime")
+    pr.add_argument("--out", help="a collection (folders and .txt lists of paths allowed): write one JSON line per video here "
+                    "({path, labels}) instead of printing; needed with --engine ray")  # fmt: skip
     pr.add_argument("--json", action="store_true")
+    add_engine_options(pr)
     pr.set_defaults(run=run_predict)
 
 
@@ -256,6 +264,13 @@ def run_eval_videollm(args) -> int:
 def run_predict(args) -> int:
     from vidfm.tasks.classify import predict
 
+    if args.out or args.engine != "local":
+        from vidfm.scale.jobs import PredictJob, run_to_file
+
+        if not args.out or args.runtime != "torch" or str(args.model).endswith(".onnx"):
+            raise ConfigError("over a collection give --out FILE.jsonl, with a classifier folder in PyTorch (--runtime torch)")
+        report = run_to_file(PredictJob(args.model, args.top), collect_videos(args.videos), args.out, fmt="jsonl", progress=job_progress, **engine_kwargs(args))
+        return print_job_report(report, args.out, args.json)
     model, _ = _load_classifier(args.model, args.runtime)
     results, failed = for_each_video(args.videos, lambda v: [{"label": lab, "probability": p} for lab, p in predict(model, v, top=args.top)])
     return print_ranked(results, failed, args.json, "probability")

@@ -114,6 +114,8 @@ def add_train_options(p, lr: float = 1e-3, epochs: int = 10, batch_size: int = 1
     p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0 disables)")
     p.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="mixed precision")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward to save memory")
+    p.add_argument("--fsdp", action="store_true", help="shard weights, gradients and optimizer state over the processes of "
+                   "'torchrun --nproc-per-node N -m vidfm train ...' (PyTorch FSDP2; see docs/scale.md)")
     p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (evaluation uses the EMA)")
     p.add_argument("--early-stop", type=int, help="stop after this many evaluations without improvement")
     p.add_argument("--precise-bn", type=int, default=16, help="recompute BatchNorm statistics over this many batches before each evaluation (0 = off)")
@@ -129,7 +131,95 @@ def train_config_from(args):
     return TrainConfig(
         output_dir=args.out, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, warmup_ratio=args.warmup, grad_accum=args.grad_accum,
-        max_grad_norm=args.clip_grad or None, mixed_precision=args.precision, gradient_checkpointing=args.grad_checkpointing,
+        max_grad_norm=args.clip_grad or None, mixed_precision=args.precision, gradient_checkpointing=args.grad_checkpointing, fsdp=args.fsdp,
         ema_decay=args.ema, early_stopping_patience=args.early_stop, checkpoint_every_steps=args.checkpoint_every, seed=args.seed,
         bn_recalibration_batches=args.precise_bn, log_every_steps=args.log_every,
     )  # fmt: skip
+
+
+def collect_videos(items) -> list:
+    """Video paths from the command line: files, folders (searched recursively) and list
+    files (``.txt``/``.lst``: one path per line, relative to the list's folder; ``#``
+    comments). A missing file is kept: the command reports it with the others."""
+    from pathlib import Path
+
+    from vidfm.data.datasets import find_videos
+    from vidfm.errors import ConfigError
+
+    out = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = find_videos(item)
+            if not found:
+                raise ConfigError(f"{item}: no videos found")
+            out += found
+        elif item.suffix.lower() in (".txt", ".lst"):
+            if not item.is_file():
+                raise ConfigError(f"{item}: list file not found")
+            lines = [line.strip() for line in item.read_text().splitlines()]
+            listed = [item.parent / line for line in lines if line and not line.startswith("#")]
+            if not listed:
+                raise ConfigError(f"{item}: the list names no videos")
+            out += listed
+        else:
+            out.append(item)
+    return out
+
+
+def one_video(items, engine: str = "local") -> bool:
+    """True for the one-video form of a command that also runs over collections: a single
+    argument that is neither a folder nor a list file, run in this process."""
+    from pathlib import Path
+
+    return engine == "local" and len(items) == 1 and not Path(items[0]).is_dir() and Path(items[0]).suffix.lower() not in (".txt", ".lst")
+
+
+def add_engine_options(p, local_help: str = "run in this process") -> None:
+    """``--engine`` and the Ray options of the collection commands."""
+    g = p.add_argument_group("scale-out", "Run over a collection on Ray Data (pip install 'vidfm[ray]'): a pool of actors, each "
+                             "loading the model once, works through shards of videos; a killed run restarted with the same "
+                             "arguments reuses the finished shards; failed videos go to OUT.failures.jsonl.")  # fmt: skip
+    g.add_argument("--engine", default="local", choices=["local", "ray"], help=f"local: {local_help}; ray: Ray Data with an actor pool")
+    g.add_argument("--address", help="an existing Ray cluster ('auto' or ray://HOST:10001); default: start Ray on this machine")
+    g.add_argument("--num-cpus", type=float, help="CPUs of the local Ray instance (default: every core)")
+    g.add_argument("--actors", type=int, help="model replicas (default: one per CPU)")
+    g.add_argument("--cpus-per-actor", type=float, default=0.5, help="CPUs each actor reserves; the pool must leave some free for reading")
+    g.add_argument("--shard-size", type=int, help="videos per shard, the unit of work and of resumption (default: 1/16 of the videos, at most 64)")
+    g.add_argument("--retries", type=int, default=2, help="retries of a video that fails (or crashes its worker) before it is recorded as failed")
+
+
+def ray_options_from(args):
+    from vidfm.scale.batch import RayOptions
+
+    return RayOptions(address=args.address, num_cpus=args.num_cpus, actors=args.actors, cpus_per_actor=args.cpus_per_actor)
+
+
+def engine_kwargs(args) -> dict:
+    return {"engine": args.engine, "ray_options": ray_options_from(args), "shard_size": args.shard_size, "retries": args.retries}
+
+
+def job_progress(total: int):
+    """The bar of a collection job: videos done, with the rate."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="videos", unit="video", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+
+def print_job_report(report, out, as_json: bool) -> int:
+    """The summary of a collection job (videos/s, failures, time); exit 1 when every video failed."""
+    from vidfm.scale.jobs import failures_file
+
+    result = {**report.as_dict(), "out": str(out)}
+    if report.failed:
+        result["failures_file"] = str(failures_file(out))
+    if as_json:
+        print_json(result)
+    else:
+        print(f"{out}: {report.processed} videos in {report.seconds:.1f} s ({report.videos_per_second:.2f} videos/s, {report.engine}"
+              + (f", {report.actors} actors" if report.actors else "") + f"), {report.reused} reused from an interrupted run, "
+              f"{len(report.failed)} failed, {report.rows} rows")  # fmt: skip
+        for f in report.failed[:10]:
+            print(f"  failed {f['path']}: {f['error']}")
+        if report.failed:
+            print(f"  all failures: {failures_file(out)}")
+    return 1 if report.failed and report.failed_all else 0

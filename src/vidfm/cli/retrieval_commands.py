@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidfm.cli.common import (
+    add_engine_options,
     add_train_options,
+    collect_videos,
+    engine_kwargs,
     for_each_video,
+    job_progress,
+    print_job_report,
     print_json,
     print_ranked,
     progress,
@@ -61,16 +66,22 @@ def register(sub) -> None:
             "Videos that fail to decode are skipped and listed; the index is written atomically."
         ),
     )
-    ix.add_argument("videos", nargs="+", help="video files or folders (searched recursively)")
-    ix.add_argument("--model", required=True, help="a video-text run/model (text and video queries) or any encoder folder (video queries)")
-    ix.add_argument("--out", required=True, help="index folder (created or updated)")
-    ix.add_argument("--window", type=float, help="embed windows of this many seconds instead of whole videos")
-    ix.add_argument("--stride", type=float, help="seconds between window starts (default: the window)")
-    ix.add_argument("--shots", choices=["student", "histogram", "transnetv2", "content", "adaptive"], help="embed each shot found by this detector instead")
+    _add_embedding_options(ix, "index folder (created or updated)")
     ix.add_argument("--kind", default="flat", choices=["flat", "hnsw"], help="exact search, or HNSW for large collections")
-    ix.add_argument("--batch-size", type=int, default=32)
-    ix.add_argument("--json", action="store_true")
     ix.set_defaults(run=run_index)
+
+    em = sub.add_parser(
+        "embed",
+        help="extract one feature vector per video, window or shot into a Parquet table",
+        description=(
+            "Embed every video under VIDEOS (files, folders, or .txt lists of paths) with MODEL and write OUT (Parquet: path, "
+            "segment, start, end, vector). Failed videos are listed in OUT.failures.jsonl; OUT is written atomically. "
+            "With --engine ray the work is spread over an actor pool, and a killed run restarted with the same "
+            "arguments reuses the shards it had finished."
+        ),
+    )
+    _add_embedding_options(em, "Parquet file to write")
+    em.set_defaults(run=run_embed)
 
     s = sub.add_parser("search", help="search an index by text or by an example video", description="Text -> video search (QUERY) or video -> video search (--video). Prints score, file and time range.")
     s.add_argument("index", help="index folder made by 'vidfm index'")
@@ -90,6 +101,19 @@ def register(sub) -> None:
     z.add_argument("--top", type=int, default=3)
     z.add_argument("--json", action="store_true")
     z.set_defaults(run=run_zeroshot)
+
+
+def _add_embedding_options(p, out_help: str) -> None:
+    """What ``index`` and ``embed`` share: the videos, the model, the segments, the engine."""
+    p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or .txt lists of paths")
+    p.add_argument("--model", required=True, help="a video-text run/model (text and video queries) or any encoder folder (video queries)")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--window", type=float, help="embed windows of this many seconds instead of whole videos")
+    p.add_argument("--stride", type=float, help="seconds between window starts (default: the window)")
+    p.add_argument("--shots", choices=["student", "histogram", "transnetv2", "content", "adaptive"], help="embed each shot found by this detector instead")
+    p.add_argument("--batch-size", type=int, default=32, help="segments per forward pass")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_engine_options(p)
 
 
 def run_pretrain(args) -> int:
@@ -115,31 +139,21 @@ def run_pretrain(args) -> int:
     return 0
 
 
-def _video_files(items) -> list[Path]:
-    from vidfm.data.datasets import find_videos
-
-    out = []
-    for item in map(Path, items):
-        if item.is_dir():
-            found = find_videos(item)
-            if not found:
-                raise ConfigError(f"{item}: no videos found")
-            out += found
-        else:
-            out.append(item)  # a missing or broken file is reported by the indexer
-    return out
-
-
 def run_index(args) -> int:
     from vidfm.retrieval.embedder import Embedder
     from vidfm.retrieval.index import VideoIndex, update_index
 
-    videos = _video_files(args.videos)
-    embedder = Embedder(args.model)
+    videos = collect_videos(args.videos)
     if args.shots and args.window:
         raise ConfigError("choose --window or --shots, not both")
-    report = update_index(args.out, videos, embedder, window=args.window, stride=args.stride, shots=args.shots, kind=args.kind,
-                          batch_size=args.batch_size, progress=lambda it: progress(it, "indexing", unit="video"))  # fmt: skip
+    if args.engine == "local":
+        report = update_index(args.out, videos, Embedder(args.model), window=args.window, stride=args.stride, shots=args.shots, kind=args.kind,
+                              batch_size=args.batch_size, progress=lambda it: progress(it, "indexing", unit="video"))  # fmt: skip
+    else:
+        from vidfm.scale.jobs import index_with_engine
+
+        report, _ = index_with_engine(args.out, videos, args.model, window=args.window, stride=args.stride, shots=args.shots, kind=args.kind,
+                                      batch_size=args.batch_size, progress=job_progress, **engine_kwargs(args))  # fmt: skip
 
     with VideoIndex.open(args.out) as ix:
         total = len(ix)
@@ -153,6 +167,16 @@ def run_index(args) -> int:
         for path, err in report.failed:
             print(f"  skipped {path}: {err}")
     return 1 if report.failed and not report.added_videos and not report.unchanged_videos else 0
+
+
+def run_embed(args) -> int:
+    from vidfm.scale.jobs import EmbedJob, run_to_file
+
+    if args.shots and args.window:
+        raise ConfigError("choose --window or --shots, not both")
+    job = EmbedJob(args.model, args.window, args.stride, args.shots, args.batch_size)
+    report = run_to_file(job, collect_videos(args.videos), args.out, fmt="parquet", progress=job_progress, **engine_kwargs(args))
+    return print_job_report(report, args.out, args.json)
 
 
 def run_search(args) -> int:

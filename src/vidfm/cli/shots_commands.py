@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidfm.cli.common import print_json, progress
+from vidfm.cli.common import (
+    add_engine_options,
+    collect_videos,
+    engine_kwargs,
+    job_progress,
+    one_video,
+    print_job_report,
+    print_json,
+    progress,
+)
+from vidfm.errors import ConfigError
 
 
 def _add_detector_options(p) -> None:
-    p.add_argument("video")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="a video; or several files, folders and .txt lists of paths (then --out is needed)")
     p.add_argument("--method", default="student", choices=["student", "transnetv2", "histogram", "content", "adaptive"],
                    help="student (default: a small network distilled from TransNetV2, tens of times faster), transnetv2 (the "
                         "teacher, real weights), histogram (fast classical), content/adaptive (PySceneDetect)")  # fmt: skip
@@ -18,32 +28,61 @@ def _add_detector_options(p) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("shots", help="detect shot boundaries (cuts and gradual transitions)",
-                       description="Detect shots and the transitions between them. Prints each shot's frames and seconds; --timeline writes a PNG with thumbnails.")  # fmt: skip
+                       description="Detect shots and the transitions between them. Prints each shot's frames and seconds; --timeline "
+                                   "writes a PNG with thumbnails. Over a collection (several videos, a folder, a list, or --engine ray) "
+                                   "it writes one JSON line per video to --out.")  # fmt: skip
     _add_detector_options(p)
-    p.add_argument("--timeline", help="write a timeline PNG here")
+    p.add_argument("--timeline", help="write a timeline PNG here (one video)")
+    p.add_argument("--out", help="a collection: JSONL file with each video's shots")
     p.add_argument("--json", action="store_true")
+    add_engine_options(p)
     p.set_defaults(run=run_shots)
 
-    s = sub.add_parser("split", help="write one video file per shot", description="Detect shots, then write OUT/<name>_shot_NNN.mp4 for each.")
+    s = sub.add_parser("split", help="write one video file per shot", description="Detect shots, then write OUT/<name>_shot_NNN.mp4 for each; "
+                       "over a collection also OUT/shots.jsonl (each video's shots and files).")  # fmt: skip
     _add_detector_options(s)
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--json", action="store_true")
+    add_engine_options(s)
     s.set_defaults(run=run_split)
     register_scenes(sub)
 
 
 def _runtime(args) -> dict:
     if args.runtime != "torch" and args.method != "student":
-        from vidfm.errors import ConfigError
-
         raise ConfigError(f"--runtime {args.runtime} is for the student detector, not {args.method}")
     return {"runtime": args.runtime} if args.method == "student" else {}
+
+
+def _collection(args) -> list | None:
+    """The videos when the command runs over a collection (several, a folder, a list file,
+    or --engine ray); None for the one-video form."""
+    if one_video(args.videos, args.engine):
+        args.video = args.videos[0]
+        return None
+    return collect_videos(args.videos)
+
+
+def _run_collection(args, videos, out, split_dir=None) -> int:
+    from vidfm.scale.jobs import ShotsJob, run_to_file
+
+    _runtime(args)
+    job = ShotsJob(args.method, args.threshold, split_dir=split_dir, runtime=args.runtime)
+    report = run_to_file(job, videos, out, fmt="jsonl", progress=job_progress, **engine_kwargs(args))
+    return print_job_report(report, out, args.json)
 
 
 def run_shots(args) -> int:
     from vidfm.shots import detect_shots
     from vidfm.viz import plot_shot_timeline
 
+    videos = _collection(args)
+    if videos is not None:
+        if not args.out or args.timeline:
+            raise ConfigError("over several videos give --out FILE.jsonl (and no --timeline, which is for one video)")
+        return _run_collection(args, videos, args.out)
+    if args.out:
+        raise ConfigError("--out is for a collection; for one video use --json or --timeline")
     shots = detect_shots(args.video, args.method, args.threshold, progress=progress, **_runtime(args))
     result = shots.as_dict()
     if args.timeline:
@@ -65,6 +104,9 @@ def run_split(args) -> int:
 
     from vidfm.shots import detect_shots, split_shots
 
+    videos = _collection(args)
+    if videos is not None:
+        return _run_collection(args, videos, Path(args.out) / "shots.jsonl", split_dir=args.out)
     shots = detect_shots(args.video, args.method, args.threshold, progress=progress, **_runtime(args))
     paths = split_shots(shots, args.out, progress=lambda total: tqdm(total=total, desc="splitting", unit="frame", disable=None))
     if args.json:

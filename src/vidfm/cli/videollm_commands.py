@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from vidfm.cli.common import (
+    add_engine_options,
     add_train_options,
+    collect_videos,
+    engine_kwargs,
+    job_progress,
+    one_video,
+    print_job_report,
     print_json,
     progress,
     summary_handled,
@@ -70,10 +76,14 @@ def register(sub) -> None:
             f"{helptext[0].upper() + helptext[1:]}. With --model: a trained Video-LLM ('vidfm train videollm'). With "
             "--analyzer: no training at all: shots, keyframe times, colours, motion and (optionally) a classifier, a "
             "video-text model and a grounding model describe the video in text, and a language model answers from it."))  # fmt: skip
-        p.add_argument("video")
         if name == "ask":
+            p.add_argument("video")
             p.add_argument("questions", nargs="+", metavar="QUESTION")
         else:
+            p.add_argument("videos", nargs="+", metavar="VIDEO", help="a video; or several files, folders and .txt lists of paths "
+                           "(with --model and --out: one JSON line {video, caption} per video, as 'vidfm metrics captions' reads)")
+            p.add_argument("--out", help="a collection: the JSONL file of captions")
+            add_engine_options(p)
             p.add_argument("--stream", action="store_true", help="long videos: decode as it goes and print a caption each time a scene "
                            "closes (online SceneTilling), in bounded memory; with --json one JSON line per scene")
             p.add_argument("--summary", action="store_true", help="with --stream: then summarise the scene captions hierarchically with --lm")
@@ -185,6 +195,10 @@ def _assistant(args):
 def run_ask(args) -> int:
     from vidfm.tasks.videollm import DESCRIBE
 
+    if args.describe:
+        if not one_video(args.videos, args.engine) or args.out:
+            return run_batch_captions(args)
+        args.video = args.videos[0]
     if getattr(args, "stream", False):
         return run_stream_captions(args)
     result = _assistant(args).ask([DESCRIBE] if args.describe else args.questions)
@@ -196,6 +210,16 @@ def run_ask(args) -> int:
     for qa in result["answers"]:
         print(qa["answer"] if args.describe else f"Q: {qa['question']}\nA: {qa['answer']}")
     return 0
+
+
+def run_batch_captions(args) -> int:
+    from vidfm.scale.jobs import CaptionJob, run_to_file
+
+    if not args.model or not args.out or args.analyzer or args.memory or args.stream:
+        raise ConfigError("captions over a collection need a trained Video-LLM (--model) and --out FILE.jsonl (no --analyzer, --memory or --stream)")
+    job = CaptionJob(args.model, max_new_tokens=args.max_new_tokens)
+    report = run_to_file(job, collect_videos(args.videos), args.out, fmt="jsonl", progress=job_progress, **engine_kwargs(args))
+    return print_job_report(report, args.out, args.json)
 
 
 def run_stream_captions(args) -> int:

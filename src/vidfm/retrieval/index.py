@@ -176,13 +176,23 @@ class VideoIndex:
 
 
 # -- building and updating ---------------------------------------------------------------
-def update_index(path, videos, embedder: Embedder, *, window: float | None = None, stride: float | None = None,
-                 shots: str | None = None, kind: str = "flat", batch_size: int = 32, progress=None) -> IndexReport:  # fmt: skip
-    """Create the index at ``path`` or add the new/changed videos to it (videos whose size
-    and mtime match the index are skipped). Videos that fail to decode are reported in
-    ``failed`` and leave the index untouched for them."""
+@dataclass
+class IndexUpdate:
+    """What an update has to do: the open index (if any), what it holds, and the videos
+    (path, stat) to embed now."""
+
+    path: Path
+    existing: "VideoIndex | None"
+    known: dict
+    todo: list
+    kind: str
+    report: IndexReport
+
+
+def plan_update(path, videos, embedder: Embedder, kind: str = "flat") -> IndexUpdate:
+    """Open the index at ``path`` (if it exists; it must have been built by the same model)
+    and sort ``videos`` into unchanged (same size and mtime), to embed, and missing."""
     path = Path(path)
-    started = time.perf_counter()
     existing = VideoIndex.open(path) if path.exists() else None
     if existing is not None:
         existing.check_model(embedder)
@@ -203,7 +213,18 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
             report.unchanged_videos += 1
         else:
             todo.append((v, st))
+    return IndexUpdate(path, existing, known, todo, kind, report)
 
+
+def update_index(path, videos, embedder: Embedder, *, window: float | None = None, stride: float | None = None,
+                 shots: str | None = None, kind: str = "flat", batch_size: int = 32, progress=None) -> IndexReport:  # fmt: skip
+    """Create the index at ``path`` or add the new/changed videos to it (videos whose size
+    and mtime match the index are skipped). Videos that fail to decode are reported in
+    ``failed`` and leave the index untouched for them. (``vidfm.scale`` runs the same
+    update on Ray.)"""
+    started = time.perf_counter()
+    plan = plan_update(path, videos, embedder, kind)
+    report = plan.report
     new_rows, new_vecs, new_videos = [], [], []
     pending = []  # (segment, clip) waiting for a batch
 
@@ -213,7 +234,7 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
             new_rows.extend((s.path, s.start, s.end) for s, _ in pending)
             pending.clear()
 
-    for v, st in progress(todo) if progress else todo:
+    for v, st in progress(plan.todo) if progress else plan.todo:
         try:
             segs, loaded = embedder.read(v, window, stride, shots)
             clips = list(zip(segs, loaded))
@@ -226,41 +247,47 @@ def update_index(path, videos, embedder: Embedder, *, window: float | None = Non
                 flush()
         new_videos.append((str(v), st.st_size, st.st_mtime, len(segs)))
     flush()
-    report.added_videos, report.added_segments = len(new_videos), len(new_rows)
+    vectors = np.concatenate(new_vecs) if new_vecs else np.zeros((0, embedder.dim), np.float32)
+    publish_update(plan, embedder, new_rows, vectors, new_videos, window=window, stride=stride, shots=shots)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def publish_update(plan: IndexUpdate, embedder: Embedder, new_rows: list[tuple], new_vectors: np.ndarray, new_videos: list[tuple],
+                   *, window=None, stride=None, shots=None) -> None:  # fmt: skip
+    """Write the index with the embedded videos in: ``new_rows`` (path, start, end) and
+    their ``new_vectors`` (N, E), ``new_videos`` (path, size, mtime, segments). Rows of
+    videos that changed on disk are dropped first. Atomic; closes ``plan.existing``."""
+    existing, known, path = plan.existing, plan.known, plan.path
+    plan.report.added_videos, plan.report.added_segments = len(new_videos), len(new_rows)
     if existing is not None and not new_videos:
         existing.close()
-        report.seconds = time.perf_counter() - started
-        return report
-
-    # Rows and vectors of videos that changed on disk are dropped before the new ones go in.
-    changed = {str(v) for v, _ in todo if str(v) in known}
+        return
+    changed = {str(v) for v, _ in plan.todo if str(v) in known}
     old_rows = existing.db.execute("SELECT path, start, end FROM segments ORDER BY id").fetchall() if existing else []
     old_videos = existing.db.execute("SELECT path, size, mtime, segments FROM videos").fetchall() if existing else []
     if changed:
         keep = [i for i, r in enumerate(old_rows) if r[0] not in changed]
         kept = existing.vectors.reconstruct_n(0, len(old_rows))[keep] if keep else np.zeros((0, embedder.dim), np.float32)
-        vectors = new_faiss_index(embedder.dim, kind)
+        vectors = new_faiss_index(embedder.dim, plan.kind)
         vectors.add(np.ascontiguousarray(kept))
         old_rows = [old_rows[i] for i in keep]
         old_videos = [v for v in old_videos if v[0] not in changed]
     else:
-        vectors = existing.vectors if existing else new_faiss_index(embedder.dim, kind)
-    if new_vecs:
-        vectors.add(np.ascontiguousarray(np.concatenate(new_vecs), dtype=np.float32))
-    rows = old_rows + new_rows
+        vectors = existing.vectors if existing else new_faiss_index(embedder.dim, plan.kind)
+    if len(new_vectors):
+        vectors.add(np.ascontiguousarray(new_vectors, dtype=np.float32))
+    rows = old_rows + list(new_rows)
     manifest = {
-        "format": FORMAT, "kind": kind, "dim": embedder.dim, "count": int(vectors.ntotal),
+        "format": FORMAT, "kind": plan.kind, "dim": embedder.dim, "count": int(vectors.ntotal),
         "model": str(Path(embedder.folder).resolve()), "model_relative": os.path.relpath(Path(embedder.folder).resolve(), path.resolve()),
         "model_fingerprint": embedder.fingerprint,
         "num_frames": embedder.num_frames, "image_size": embedder.image_size,
         "window": window, "stride": stride, "shots": shots, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
-
     if existing is not None:
         existing.close()
-    write_index(path, vectors, rows, old_videos + new_videos, manifest)
-    report.seconds = time.perf_counter() - started
-    return report
+    write_index(path, vectors, rows, old_videos + list(new_videos), manifest)
 
 
 def write_index(path, vectors, rows: list[tuple], videos: list[tuple], manifest: dict) -> None:

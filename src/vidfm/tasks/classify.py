@@ -281,13 +281,23 @@ def evaluate_classifier(model: VideoClassifier, dataset: VideoDataset, batch_siz
 
 def predict(model: VideoClassifier, video_path, top: int = 5, sampler: str = "segments") -> list[tuple[str, float]]:
     """Top-``top`` (label, probability) for one video file."""
-    dataset = VideoDataset([{"path": str(video_path)}], num_frames=model.num_frames, sampler=sampler,
-                           decode_size=(model.image_size, model.image_size), on_error="raise")  # fmt: skip
-    clip = dataset[0]["video"][None]
+    clip = predict_inputs(model, video_path, sampler)[None]
     with torch.no_grad():
         probs = model.eval()(clip).softmax(-1)[0]
+    return [(r["label"], r["probability"]) for r in top_labels(model, probs, top)]
+
+
+def predict_inputs(model: VideoClassifier, video_path, sampler: str = "segments") -> torch.Tensor:
+    """The clip (T, C, H, W) the classifier sees for one video file."""
+    dataset = VideoDataset([{"path": str(video_path)}], num_frames=model.num_frames, sampler=sampler,
+                           decode_size=(model.image_size, model.image_size), on_error="raise")  # fmt: skip
+    return dataset[0]["video"]
+
+
+def top_labels(model: VideoClassifier, probs: torch.Tensor, top: int) -> list[dict]:
+    """``[{label, probability}]`` of the ``top`` classes of one video's (K,) probabilities."""
     values, idx = probs.topk(min(top, len(model.classes)))
-    return [(model.classes[i], float(v)) for v, i in zip(values, idx)]
+    return [{"label": model.classes[i], "probability": float(v)} for v, i in zip(values, idx)]
 
 
 def plot_confusion_for(metrics: dict, classes, path) -> None:

@@ -59,6 +59,7 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     mixed_precision: str = "no"  # no | bf16 | fp16
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard weights, gradients and optimizer state over the torchrun processes (FSDP2)
     ema_decay: float | None = None
     eval_every_epochs: int = 1
     early_stopping_patience: int | None = None  # evaluations without improvement
@@ -98,6 +99,8 @@ class TrainConfig:
             raise ConfigError(f"metric_mode must be max or min, got {self.metric_mode!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.fsdp and self.ema_decay:
+            raise ConfigError("--ema keeps a full copy of the weights in every process; it cannot be combined with --fsdp")
 
     def as_dict(self) -> dict:
         """JSON-ready settings (paths and tuples as JSON would read them back)."""
@@ -234,9 +237,15 @@ class Trainer:
         total = cfg.max_steps or steps_per_epoch * cfg.epochs
         from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+        self.sharded = None
+        if cfg.fsdp:  # FSDP2 shards in place before the optimizer sees the parameters; accelerate only splits the data
+            from vidfm.training.fsdp import ShardedModel
+
+            self.sharded = ShardedModel(self.model, cfg.mixed_precision)
         optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
         scheduler = get_cosine_with_min_lr_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total, min_lr_rate=cfg.min_lr_ratio)
-        model, optimizer = acc.prepare(self.model, optimizer)
+        model, optimizer = (self.model, optimizer) if self.sharded else acc.prepare(self.model, optimizer)
+        self.optimizer = optimizer
         ema = None
         if cfg.ema_decay:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -269,10 +278,12 @@ class Trainer:
                 with acc.accumulate(model):
                     loss, logs = self.loss_fn(model, batch, self.generator)
                     acc.backward(loss)
-                    if acc.sync_gradients and cfg.max_grad_norm:
-                        acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    if acc.sync_gradients:  # (accelerate's optimizer also skips the steps in between; FSDP's plain one needs this)
+                        if cfg.max_grad_norm:
+                            clip = torch.nn.utils.clip_grad_norm_ if self.sharded else acc.clip_grad_norm_
+                            clip(model.parameters(), cfg.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
                 state["batch_in_epoch"] += 1
                 running += float(loss.detach())
                 n_running += 1
@@ -284,7 +295,10 @@ class Trainer:
                 if ema is not None:
                     ema.update_parameters(acc.unwrap_model(model))
                 if state["step"] % cfg.log_every_steps == 0 or state["step"] == total:
-                    row = {"step": state["step"], "epoch": epoch, "train_loss": running / n_running, "lr": scheduler.get_last_lr()[0], **{k: float(v) for k, v in logs.items()}}
+                    train_loss = running / n_running
+                    if acc.num_processes > 1:  # the mean over every process's batches, not the main one's alone
+                        train_loss = float(acc.reduce(torch.tensor(train_loss, device=acc.device), reduction="mean"))
+                    row = {"step": state["step"], "epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0], **{k: float(v) for k, v in logs.items()}}
                     self._log(acc, row)
                     bar.set_postfix(self._postfix(row["train_loss"], state), refresh=False)
                     running, n_running = 0.0, 0
@@ -342,8 +356,7 @@ class Trainer:
         eval_model = self._weights_for_eval(acc, model, ema)
         self._recalibrate_batchnorm(acc, eval_model)
         if self.val_dataset is None or self.evaluate_fn is None:
-            if self.save_fn and acc.is_main_process:
-                self.save_fn(eval_model, self.out / "best")
+            self._save_best(acc, eval_model)
             return False
         eval_model.eval()
         loader = acc.prepare_data_loader(self._loader(self.val_dataset, False))
@@ -359,12 +372,20 @@ class Trainer:
         if better:
             state["best"], state["bad_evals"] = float(value), 0
             state["best_eval"] = scalars
-            if self.save_fn and acc.is_main_process:
-                self.save_fn(eval_model, self.out / "best")
+            self._save_best(acc, eval_model)
         else:
             state["bad_evals"] += 1
         patience = self.config.early_stopping_patience
         return patience is not None and state["bad_evals"] >= patience
+
+    def _save_best(self, acc, model) -> None:
+        """``save_fn`` on the main process; a sharded model is first gathered whole there."""
+        if not self.save_fn:
+            return
+        if self.sharded is not None:
+            model = self.sharded.full_copy()  # every rank takes part
+        if acc.is_main_process:
+            self.save_fn(model, self.out / "best")
 
     @torch.no_grad()
     def _recalibrate_batchnorm(self, acc, model) -> None:
@@ -412,6 +433,11 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=False)  # tied weights (an LM head) survive a pickle, not safetensors
+        if self.sharded is not None:  # accelerate saved the RNGs, the scheduler and the state; the shards go beside them
+            from vidfm.training.fsdp import SHARDED_DIR
+
+            acc.wait_for_everyone()
+            self.sharded.save(self.optimizer, tmp / SHARDED_DIR)
         acc.wait_for_everyone()
         if acc.is_main_process:
             (tmp / "state.json").write_text(json.dumps(self._state_for_humans(acc), default=str))
@@ -430,6 +456,12 @@ class Trainer:
             raise ConfigError(f"{path}: a checkpoint from an older vidfm that cannot be resumed; pass --fresh to start over")
         try:
             acc.load_state(str(path))
+            if self.sharded is not None:
+                from vidfm.training.fsdp import SHARDED_DIR
+
+                if not (path / SHARDED_DIR).exists():
+                    raise ConfigError(f"{path}: not an --fsdp checkpoint")
+                self.sharded.load(self.optimizer, path / SHARDED_DIR)
         except Exception as e:  # noqa: BLE001 - unreadable, truncated or foreign: all mean "cannot resume"
             raise ConfigError(f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0][:160]}); pass --fresh to start over") from None
 

@@ -79,7 +79,7 @@ class ApiError(Exception):
 
 
 # -- request bodies and answers ----------------------------------------------------------------
-NOT_BLANK = r"\S"  # at least one non-space character
+NOT_BLANK = r"[^\s\u0085]"  # one non-space character (NEL is space to Python and Rust, not to JSON Schema regexes)
 # JSON Schema's integer includes 171.0; strict mode refuses true and "171" as numbers
 WholeNumber = Annotated[int, BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)]
 

@@ -174,7 +174,8 @@ def test_a_killed_ray_index_resumes(local_ray, encoder, collection, tmp_path):
 
 def test_collections_of_shots_and_predictions_from_the_cli(collection, tmp_path, capsys):
     code, out, err = run(capsys, "shots", collection["list"], "--method", "histogram", "--out", tmp_path / "shots.jsonl")
-    assert code == 0, err and "12 videos" in out and "3 failed" in out
+    assert code == 0, err
+    assert "15 videos, 12 done" in out and "3 failed" in out
     rows = [json.loads(line) for line in (tmp_path / "shots.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(r["shots"] and r["num_frames"] > 0 for r in rows)
     assert len((tmp_path / "shots.jsonl.failures.jsonl").read_text().splitlines()) == 3

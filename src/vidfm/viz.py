@@ -101,3 +101,39 @@ def plot_sync_curve(result: dict, path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_highlights(result: dict, path) -> Path:
+    """The saliency of every moment as bars over time, the top moments highlighted, with a
+    thumbnail of each top moment above -> a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vidfm.io.reader import VideoReader
+
+    top = result["top"]
+    with VideoReader(result["path"]) as r:
+        t = r.timestamps
+        images = r.get_frames([int(np.argmin(np.abs(t - (m["start"] + m["end"]) / 2))) for m in top])
+    fig = plt.figure(figsize=(max(8, 1.8 * len(top)), 4.2))
+    grid = fig.add_gridspec(2, max(1, len(top)), height_ratios=[1, 1.2])
+    for k, (m, img) in enumerate(zip(top, images)):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(img)
+        ax.set_title(f"#{k + 1} {m['start']:.1f}-{m['end']:.1f}s", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    best = {(m["start"], m["end"]) for m in top}
+    for m in result["moments"]:
+        ax.bar(m["start"], m["score"], width=m["end"] - m["start"], align="edge",
+               color="tab:red" if (m["start"], m["end"]) in best else "tab:gray", edgecolor="white", linewidth=0.3)  # fmt: skip
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("saliency")
+    what = f" for '{result['query']}'" if result.get("query") and result["method"] != "motion" else ""
+    ax.set_title(f"highlights by {result['method']}{what}; the top {len(top)} in red", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)

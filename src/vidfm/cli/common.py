@@ -184,6 +184,7 @@ def add_engine_options(p, local_help: str = "run in this process") -> None:
     g.add_argument("--num-cpus", type=float, help="CPUs of the local Ray instance (default: every core)")
     g.add_argument("--actors", type=int, help="model replicas (default: one per CPU)")
     g.add_argument("--cpus-per-actor", type=float, default=0.5, help="CPUs each actor reserves; the pool must leave some free for reading")
+    g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves (e.g. 1, or 0.5 to share one); > 0 runs the model on CUDA")
     g.add_argument("--shard-size", type=int, help="videos per shard, the unit of work and of resumption (default: 1/16 of the videos, at most 64)")
     g.add_argument("--retries", type=int, default=2, help="retries of a video that fails (or crashes its worker) before it is recorded as failed")
 
@@ -191,7 +192,8 @@ def add_engine_options(p, local_help: str = "run in this process") -> None:
 def ray_options_from(args):
     from vidfm.scale.batch import RayOptions
 
-    return RayOptions(address=args.address, num_cpus=args.num_cpus, actors=args.actors, cpus_per_actor=args.cpus_per_actor)
+    return RayOptions(address=args.address, num_cpus=args.num_cpus, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                      gpus_per_actor=args.gpus_per_actor)  # fmt: skip
 
 
 def engine_kwargs(args) -> dict:
@@ -215,9 +217,9 @@ def print_job_report(report, out, as_json: bool) -> int:
     if as_json:
         print_json(result)
     else:
-        print(f"{out}: {report.processed} videos in {report.seconds:.1f} s ({report.videos_per_second:.2f} videos/s, {report.engine}"
-              + (f", {report.actors} actors" if report.actors else "") + f"), {report.reused} reused from an interrupted run, "
-              f"{len(report.failed)} failed, {report.rows} rows")  # fmt: skip
+        print(f"{out}: {report.videos} videos, {report.videos - len(report.failed)} done ({report.reused} reused from an interrupted run), "
+              f"{len(report.failed)} failed; {report.rows} rows; {report.processed} read in {report.seconds:.1f} s "
+              f"({report.videos_per_second:.2f} videos/s, {report.engine}" + (f", {report.actors} actors)" if report.actors else ")"))  # fmt: skip
         for f in report.failed[:10]:
             print(f"  failed {f['path']}: {f['error']}")
         if report.failed:

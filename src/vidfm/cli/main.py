@@ -5,6 +5,7 @@ with a non-zero exit (no traceback for user mistakes)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from vidfm import __version__
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         retrieval_commands,
         serve_command,
         shots_commands,
+        summary_commands,
         synth_command,
         videollm_commands,
     )
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a task model (classify, ground, vae, denoiser, videollm)", description="Train a task model.")
     tsub = train.add_subparsers(dest="objective", metavar="TASK")
     train.set_defaults(run=lambda args: (train.print_help(), 2)[1])
-    for module in (synth_command, io_commands, classify_commands, retrieval_commands, shots_commands, ground_commands, generate_commands, edit_command, videollm_commands, serve_command, compress_commands, audio_commands):
+    for module in (synth_command, io_commands, classify_commands, retrieval_commands, shots_commands, ground_commands, generate_commands, edit_command, videollm_commands, serve_command, compress_commands, audio_commands, summary_commands):
         module.register(sub)
         if hasattr(module, "register_train"):
             module.register_train(tsub)
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _quiet_hub_progress()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one report (rank 0's); errors still reach stderr
+        sys.stdout = open(os.devnull, "w")
     try:
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at exit

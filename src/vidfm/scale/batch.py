@@ -49,6 +49,7 @@ class RayOptions:
     num_cpus: float | None = None
     actors: int | None = None
     cpus_per_actor: float = 0.5
+    gpus_per_actor: float = 0.0  # > 0: the actors run the model on CUDA
 
 
 @dataclass
@@ -199,10 +200,12 @@ def _one_line(e: Exception) -> str:
 class _ShardWorker:
     """The Ray actor: loads the job's model once, then runs shards as they come."""
 
-    def __init__(self, job, retries: int, threads: int, bookkeeper):
+    def __init__(self, job, retries: int, threads: int, bookkeeper, gpu: bool = False):
         import torch
 
         torch.set_num_threads(threads)
+        if gpu:
+            job.device = "cuda"
         self.job, self.retries, self.bookkeeper = job, retries, bookkeeper
         job.setup()
 
@@ -337,13 +340,14 @@ def _run_on_ray(job, pending: list[Shard], store: ShardStore, retries: int, opti
 
     class Worker(_ShardWorker):  # no constructor arguments: they would sit in the object store
         def __init__(self):
-            super().__init__(job, retries, threads, bookkeeper)
+            super().__init__(job, retries, threads, bookkeeper, options.gpus_per_actor > 0)
 
     ds = ds.map_batches(
         Worker,
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=options.cpus_per_actor,
+        **({"num_gpus": options.gpus_per_actor} if options.gpus_per_actor > 0 else {}),
     )
     for row in ds.iter_rows():
         shard = by_name[row["shard"]]

@@ -4,7 +4,8 @@ ordinary vidfm outputs (an index, a Parquet table, a JSONL file).
 A job is a small picklable object: ``settings()`` (what makes its output; part of every
 shard's name), ``setup()`` (load the model, once per process or actor), ``read(path)``
 (decode one video; may raise), ``compute(items)`` (the model on a batch of read videos ->
-one list of rows per video). The same object runs in this process or in a Ray actor.
+one list of rows per video). The same object runs in this process or in a Ray actor;
+``device`` is set to ``cuda`` in actors that were given a GPU.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class EmbedJob:
         if not Path(model).exists():
             raise ConfigError(f"{model}: model folder not found")
         self.model, self.window, self.stride, self.shots, self.batch_size = str(model), window, stride, shots, batch_size
-        self.embedder = None
+        self.embedder, self.device = None, "cpu"
 
     def settings(self) -> dict:
         return {"job": "embed", "model": fingerprint_folder(model_folder(self.model)), "window": self.window, "stride": self.stride, "shots": self.shots}
@@ -34,7 +35,7 @@ class EmbedJob:
     def setup(self) -> None:
         from vidfm.retrieval.embedder import Embedder
 
-        self.embedder = Embedder(self.model)
+        self.embedder = Embedder(self.model, device=self.device)
 
     def read(self, path):
         return path, *self.embedder.read(path, self.window, self.stride, self.shots)
@@ -58,7 +59,7 @@ class ShotsJob:
     def __init__(self, method: str = "student", threshold: float = 0.5, split_dir=None, runtime: str = "torch"):
         self.method, self.threshold, self.runtime = method, threshold, runtime
         self.split_dir = str(Path(split_dir).resolve()) if split_dir else None
-        self.batch_size, self.detector = 1, None
+        self.batch_size, self.detector, self.device = 1, None, "cpu"  # the detectors run on the CPU
 
     def settings(self) -> dict:
         return {"job": "split" if self.split_dir else "shots", "method": self.method, "threshold": self.threshold, "out": self.split_dir}
@@ -86,7 +87,7 @@ class PredictJob:
 
     def __init__(self, model, top: int = 5, batch_size: int = 16):
         self.model, self.top, self.batch_size = str(model), top, batch_size
-        self.classifier = None
+        self.classifier, self.device = None, "cpu"
 
     def settings(self) -> dict:
         return {"job": "predict", "model": fingerprint_folder(model_folder(self.model, "classifier.json")), "top": self.top}
@@ -94,7 +95,7 @@ class PredictJob:
     def setup(self) -> None:
         from vidfm.tasks.classify import VideoClassifier
 
-        self.classifier = VideoClassifier.from_pretrained(model_folder(self.model, "classifier.json")).eval()
+        self.classifier = VideoClassifier.from_pretrained(model_folder(self.model, "classifier.json")).to(self.device).eval()
 
     def read(self, path):
         from vidfm.tasks.classify import predict_inputs
@@ -107,7 +108,7 @@ class PredictJob:
         from vidfm.tasks.classify import top_labels
 
         with torch.no_grad():
-            probs = self.classifier(torch.stack([clip for _, clip in items])).softmax(-1)
+            probs = self.classifier(torch.stack([clip for _, clip in items]).to(self.device)).softmax(-1).cpu()
         return [[{"path": path, "result": json.dumps({"path": path, "labels": top_labels(self.classifier, p, self.top)})}] for (path, _), p in zip(items, probs)]
 
 
@@ -116,7 +117,7 @@ class CaptionJob:
 
     def __init__(self, model, batch_size: int = 8, max_new_tokens: int | None = None):
         self.model, self.batch_size, self.max_new_tokens = str(model), batch_size, max_new_tokens
-        self.llm = None
+        self.llm, self.device = None, "cpu"
 
     def settings(self) -> dict:
         return {"job": "caption", "model": fingerprint_folder(model_folder(self.model)), "max_new_tokens": self.max_new_tokens}
@@ -124,7 +125,7 @@ class CaptionJob:
     def setup(self) -> None:
         from vidfm.models.videollm import VideoLLM
 
-        self.llm = VideoLLM.from_pretrained(self.model).eval()
+        self.llm = VideoLLM.from_pretrained(self.model).to(self.device).eval()
         if self.max_new_tokens:
             self.llm.config.max_new_tokens = self.max_new_tokens
 

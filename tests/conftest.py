@@ -134,6 +134,21 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def video_text_dir(tmp_path_factory) -> Path:
+    """An (untrained) video-text model saved like a pre-training run saves one."""
+    import torch
+
+    from vidfm.models import build_encoder
+    from vidfm.models.text import TextEncoder
+    from vidfm.objectives import VideoTextModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vt") / "model"
+    VideoTextModel(build_encoder("r2plus1d-tiny", num_frames=4, image_size=32), TextEncoder("minilm"), embed_dim=32).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def world(tmp_path_factory) -> Path:
     """A 40-video synthetic world (single-shot), shared by the task tests."""
     from vidfm.data import WorldConfig, generate_world

@@ -4,26 +4,14 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from cli_helpers import run
 
 from vidfm.errors import ConfigError
 from vidfm.metrics.retrieval import ranks, retrieval_metrics
 from vidfm.models import build_encoder
-from vidfm.models.text import TextEncoder
-from vidfm.objectives import VideoTextModel
 from vidfm.retrieval.embedder import Embedder
 from vidfm.retrieval.index import VideoIndex, update_index
 from vidfm.tasks.retrieval import zero_shot
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """An (untrained) video-text model saved like a pre-training run saves one."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vt") / "model"
-    VideoTextModel(build_encoder("r2plus1d-tiny", num_frames=4, image_size=32), TextEncoder("minilm"), embed_dim=32).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +44,8 @@ def test_ranks_and_recalls_on_known_similarities():
 
 
 # -- the index ------------------------------------------------------------------------------
-def test_index_search_and_incremental_updates(model_dir, clips, tmp_path):
-    e = Embedder(model_dir)
+def test_index_search_and_incremental_updates(video_text_dir, clips, tmp_path):
+    e = Embedder(video_text_dir)
     idx = tmp_path / "index"
     report = update_index(idx, sorted(clips.iterdir()), e)
     assert report.added_videos == 3 and report.added_segments == 3 and not report.failed
@@ -82,8 +70,8 @@ def test_index_search_and_incremental_updates(model_dir, clips, tmp_path):
         assert sorted(ix.videos()) == sorted(str(p) for p in clips.iterdir())
 
 
-def test_windows_of_long_videos_get_their_own_time_ranges(model_dir, videos, tmp_path):
-    e = Embedder(model_dir)
+def test_windows_of_long_videos_get_their_own_time_ranges(video_text_dir, videos, tmp_path):
+    e = Embedder(video_text_dir)
     update_index(tmp_path / "w", [videos["coded"]], e, window=2.0, stride=1.0)
     with VideoIndex.open(tmp_path / "w") as ix:
         rows = ix.db.execute("SELECT start, end FROM segments ORDER BY id").fetchall()
@@ -91,8 +79,8 @@ def test_windows_of_long_videos_get_their_own_time_ranges(model_dir, videos, tmp
     assert all(end - start == pytest.approx(2.0) for start, end in rows)
 
 
-def test_unreadable_videos_are_reported_and_the_index_stays_consistent(model_dir, clips, videos, tmp_path):
-    e = Embedder(model_dir)
+def test_unreadable_videos_are_reported_and_the_index_stays_consistent(video_text_dir, clips, videos, tmp_path):
+    e = Embedder(video_text_dir)
     shutil.copy(videos["truncated"], clips / "broken.mp4")
     report = update_index(tmp_path / "i", [*sorted(clips.iterdir()), tmp_path / "missing.mp4"], e)
     failed = {os.path.basename(p) for p, _ in report.failed}
@@ -101,8 +89,8 @@ def test_unreadable_videos_are_reported_and_the_index_stays_consistent(model_dir
         assert len(ix) == 3 and "broken.mp4" not in " ".join(ix.videos())
 
 
-def test_a_different_model_is_refused(model_dir, encoder_dir, clips, tmp_path):
-    update_index(tmp_path / "i", sorted(clips.iterdir()), Embedder(model_dir))
+def test_a_different_model_is_refused(video_text_dir, encoder_dir, clips, tmp_path):
+    update_index(tmp_path / "i", sorted(clips.iterdir()), Embedder(video_text_dir))
     other = Embedder(encoder_dir)
     with VideoIndex.open(tmp_path / "i") as ix, pytest.raises(ConfigError, match="different space"):
         ix.search_video(other, clips / "a.mp4")
@@ -115,9 +103,9 @@ def test_a_different_model_is_refused(model_dir, encoder_dir, clips, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["manifest", "vectors", "sqlite", "count", "half-written"])
-def test_corrupt_or_half_written_indexes_are_detected(model_dir, clips, tmp_path, damage):
+def test_corrupt_or_half_written_indexes_are_detected(video_text_dir, clips, tmp_path, damage):
     idx = tmp_path / "i"
-    update_index(idx, sorted(clips.iterdir()), Embedder(model_dir))
+    update_index(idx, sorted(clips.iterdir()), Embedder(video_text_dir))
     if damage == "manifest":
         (idx / "manifest.json").write_text("{not json")
     elif damage == "vectors":
@@ -134,8 +122,8 @@ def test_corrupt_or_half_written_indexes_are_detected(model_dir, clips, tmp_path
         VideoIndex.open(idx)
 
 
-def test_hnsw_index_finds_the_same_nearest_neighbours(model_dir, clips, tmp_path):
-    e = Embedder(model_dir)
+def test_hnsw_index_finds_the_same_nearest_neighbours(video_text_dir, clips, tmp_path):
+    e = Embedder(video_text_dir)
     update_index(tmp_path / "flat", sorted(clips.iterdir()), e)
     update_index(tmp_path / "hnsw", sorted(clips.iterdir()), e, kind="hnsw")
     with VideoIndex.open(tmp_path / "flat") as a, VideoIndex.open(tmp_path / "hnsw") as b:
@@ -143,8 +131,8 @@ def test_hnsw_index_finds_the_same_nearest_neighbours(model_dir, clips, tmp_path
         assert [h["path"] for h in a.search_text(e, q, 3)] == [h["path"] for h in b.search_text(e, q, 3)]
 
 
-def test_zero_shot_scores_are_cosines_to_the_prompt_ensemble(model_dir, clips):
-    e = Embedder(model_dir)
+def test_zero_shot_scores_are_cosines_to_the_prompt_ensemble(video_text_dir, clips):
+    e = Embedder(video_text_dir)
     labels = ["move left", "grow", "rotate"]
     scores = zero_shot(e, sorted(clips.iterdir()), labels, templates=("a video of {}", "{}"))
     for i, video in enumerate(sorted(clips.iterdir())):
@@ -155,9 +143,9 @@ def test_zero_shot_scores_are_cosines_to_the_prompt_ensemble(model_dir, clips):
 
 
 # -- command line ---------------------------------------------------------------------------
-def test_cli_index_search_zeroshot(model_dir, clips, tmp_path, capsys):
+def test_cli_index_search_zeroshot(video_text_dir, clips, tmp_path, capsys):
     idx = tmp_path / "index"
-    code, out, _ = run(capsys, "index", clips, "--model", model_dir, "--out", idx, "--json")
+    code, out, _ = run(capsys, "index", clips, "--model", video_text_dir, "--out", idx, "--json")
     assert code == 0 and json.loads(out)["total_segments"] == 3
     code, out, _ = run(capsys, "search", idx, "a red circle moves left", "--top", 2, "--json")
     hits = json.loads(out)["hits"]
@@ -166,9 +154,9 @@ def test_cli_index_search_zeroshot(model_dir, clips, tmp_path, capsys):
     hits = json.loads(out)["hits"]
     assert code == 0 and sorted(os.path.basename(h["path"]) for h in hits) == ["a.mp4", "c.mp4"]  # every other video, never itself
     assert hits[0]["score"] >= hits[1]["score"]
-    code, out, _ = run(capsys, "zeroshot", model_dir, clips / "a.mp4", "--labels", "grow,shrink", "--json")
+    code, out, _ = run(capsys, "zeroshot", video_text_dir, clips / "a.mp4", "--labels", "grow,shrink", "--json")
     ranked = json.loads(out)[str(clips / "a.mp4")]
-    expected = zero_shot(Embedder(model_dir), [clips / "a.mp4"], ["grow", "shrink"])[0]
+    expected = zero_shot(Embedder(video_text_dir), [clips / "a.mp4"], ["grow", "shrink"])[0]
     assert code == 0 and [r["label"] for r in ranked] == [["grow", "shrink"][i] for i in np.argsort(-expected)]
     assert [r["score"] for r in ranked] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
 
@@ -185,29 +173,29 @@ def test_cli_index_search_zeroshot(model_dir, clips, tmp_path, capsys):
         (["pretrain", "{tmp}/empty", "--objective", "mvm", "--encoder", "r2plus1d-tiny", "--out", "{tmp}/r"], "no videos found"),
     ],
 )
-def test_cli_errors_are_one_line(model_dir, clips, tmp_path, capsys, argv, message):
+def test_cli_errors_are_one_line(video_text_dir, clips, tmp_path, capsys, argv, message):
     idx = tmp_path / "idx"
-    update_index(idx, [clips / "a.mp4"], Embedder(model_dir))
+    update_index(idx, [clips / "a.mp4"], Embedder(video_text_dir))
     (tmp_path / "empty").mkdir()
-    fill = {"idx": idx, "tmp": tmp_path, "model": model_dir, "clip": clips / "a.mp4"}
+    fill = {"idx": idx, "tmp": tmp_path, "model": video_text_dir, "clip": clips / "a.mp4"}
     code, _, err = run(capsys, *[a.format(**fill) for a in argv])
     assert code == 1 and message in err and "Traceback" not in err
 
 
-def test_index_one_segment_per_shot(model_dir, tmp_path):
+def test_index_one_segment_per_shot(video_text_dir, tmp_path):
     from vidfm.io.writer import write_video
 
     frames = np.concatenate([np.full((12, 32, 48, 3), c, np.uint8) for c in ((200, 30, 30), (20, 40, 220), (30, 200, 40))])
     video = write_video(tmp_path / "three_shots.mp4", frames, fps=6)
-    update_index(tmp_path / "i", [video], Embedder(model_dir), shots="histogram")
+    update_index(tmp_path / "i", [video], Embedder(video_text_dir), shots="histogram")
     with VideoIndex.open(tmp_path / "i") as ix:
         rows = ix.db.execute("SELECT start, end FROM segments ORDER BY id").fetchall()
     assert rows == [(0.0, 2.0), (2.0, 4.0), (4.0, pytest.approx(6.0))]
 
 
-def test_an_index_moved_with_its_model_works_from_any_directory(model_dir, clips, tmp_path, capsys, monkeypatch):
+def test_an_index_moved_with_its_model_works_from_any_directory(video_text_dir, clips, tmp_path, capsys, monkeypatch):
     home = tmp_path / "project"
-    shutil.copytree(model_dir, home / "model")
+    shutil.copytree(video_text_dir, home / "model")
     monkeypatch.chdir(home)
     assert run(capsys, "index", clips, "--model", "model", "--out", "idx")[0] == 0  # relative paths, as a user types them
     shutil.move(str(home), str(tmp_path / "moved"))
@@ -222,10 +210,10 @@ def test_a_file_given_as_the_index_is_a_clear_error(clips, capsys):
     assert code == 1 and "a.mp4: is a file, not an index folder" in err and "Traceback" not in err
 
 
-def test_evaluation_drops_unreadable_videos_instead_of_counting_another_twice(model_dir, clips, tmp_path):
+def test_evaluation_drops_unreadable_videos_instead_of_counting_another_twice(video_text_dir, clips, tmp_path):
     from vidfm.tasks.retrieval import evaluate_retrieval
 
     (clips / "broken.mp4").write_text("not a video")
     records = [{"path": str(clips / n), "captions": [f"caption {n}"]} for n in ("a.mp4", "broken.mp4", "c.mp4")]
-    metrics = evaluate_retrieval(Embedder(model_dir), records)
+    metrics = evaluate_retrieval(Embedder(video_text_dir), records)
     assert metrics["videos"] == 2 and metrics["skipped"] == [str(clips / "broken.mp4")]

@@ -90,6 +90,8 @@ def register(sub) -> None:
     s.add_argument("--model", help="model to embed the query (default: the one that built the index)")
     s.add_argument("--top", type=int, default=5)
     s.add_argument("--include-self", action="store_true", help="with --video: keep the query video's own segments")
+    s.add_argument("--no-lexicon", action="store_true", help="send a non-English query to the text tower as it is (for a multilingual "
+                   "tower) instead of rewriting it into English with the built-in lexicon (zh, ja, es, fr, de)")  # fmt: skip
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=run_search)
 
@@ -99,6 +101,8 @@ def register(sub) -> None:
     z.add_argument("--labels", required=True, help="comma-separated labels, or a text file with one label per line")
     z.add_argument("--template", action="append", help="prompt template with {} for the label (repeatable; default: a small ensemble)")
     z.add_argument("--top", type=int, default=3)
+    z.add_argument("--no-lexicon", action="store_true", help="labels in another language go to the text tower as they are (default: "
+                   "rewritten into English by the built-in lexicon)")  # fmt: skip
     z.add_argument("--json", action="store_true")
     z.set_defaults(run=run_zeroshot)
 
@@ -188,7 +192,9 @@ def run_search(args) -> int:
     if args.query is not None and not args.query.strip():
         raise ConfigError("the query is empty; give a sentence such as 'a red circle moves left'")
     with VideoIndex.open(args.index) as ix:
-        embedder = Embedder(args.model or ix.model_path())
+        embedder = Embedder(args.model or ix.model_path(), lexicon=not args.no_lexicon)
+        if args.query and not args.no_lexicon:
+            note_translation(args.query)
         if args.video:
             hits = ix.search_video(embedder, args.video, args.top, include_self=args.include_self)
         else:
@@ -203,6 +209,18 @@ def run_search(args) -> int:
     return 0
 
 
+def note_translation(text: str) -> None:
+    """On stderr: how the built-in lexicon rewrote a non-English query (and what it did not know)."""
+    import sys
+
+    from vidfm.data.lexicon import to_english
+
+    t = to_english(text)
+    if t.language:
+        missing = f"; not in the lexicon: {' '.join(t.unknown)}" if t.unknown else ""
+        print(f"({t.language} -> English by the built-in lexicon: '{t.text}'{missing}; --no-lexicon to turn it off)", file=sys.stderr)
+
+
 def run_zeroshot(args) -> int:
     from vidfm.retrieval.embedder import Embedder
     from vidfm.tasks.retrieval import TEMPLATES, zero_shot_classifier
@@ -212,7 +230,10 @@ def run_zeroshot(args) -> int:
     templates = args.template or TEMPLATES
     if any("{}" not in t for t in templates):
         raise ConfigError("each --template needs a {} where the label goes")
-    embedder = Embedder(args.model)
+    embedder = Embedder(args.model, lexicon=not args.no_lexicon)
+    if not args.no_lexicon:
+        for label in labels:
+            note_translation(label)
     classifier = zero_shot_classifier(embedder, labels, templates)
 
     def scores(video):

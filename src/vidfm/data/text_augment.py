@@ -85,3 +85,15 @@ def drop_tokens(caption: str, rng: np.random.Generator | int | None = None, p: f
     words = caption.split()
     kept = [w for w in words if g.random() >= p]
     return " ".join(kept or words[:1])
+
+
+def translate_caption(caption: str, rng: np.random.Generator | int | None = None, *, languages=("zh", "es", "fr", "de", "ja"), p: float = 0.5) -> str:
+    """With probability ``p``, the caption rewritten into one of ``languages`` by the
+    built-in lexicon (``vidfm.data.lexicon``): cross-language caption alignment for
+    training a multilingual text tower. A lexicon rewriting, not a translation model."""
+    from vidfm.data.lexicon import from_english
+
+    g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if not languages or g.random() >= p:
+        return caption
+    return from_english(caption, languages[int(g.integers(len(languages)))])

@@ -30,7 +30,10 @@ class Segment:
 
 
 class Embedder:
-    def __init__(self, path, device: str = "cpu"):
+    def __init__(self, path, device: str = "cpu", lexicon: bool = True):
+        """``lexicon``: rewrite queries in Chinese, Japanese, Spanish, French or German
+        into English with the built-in lexicon (``vidfm.data.lexicon``) before the text
+        tower sees them; turn it off for a multilingual text tower."""
         from vidfm.files import model_folder
         from vidfm.models import load_encoder
         from vidfm.objectives.video_text import META, VideoTextModel
@@ -38,7 +41,7 @@ class Embedder:
         if not Path(path).exists():
             raise ConfigError(f"{path}: model folder not found")
         folder = model_folder(path)
-        self.folder, self.device = folder, device
+        self.folder, self.device, self.lexicon = folder, device, lexicon
         if (folder / META).exists():
             self.video_text = VideoTextModel.from_pretrained(folder).to(device).eval()
             self.encoder = self.video_text.video_encoder
@@ -76,7 +79,12 @@ class Embedder:
     def encode_text(self, texts) -> np.ndarray:
         if self.video_text is None:
             raise ConfigError(f"{self.folder}: this model has no text tower; search with --video, or use a video-text model")
-        return self.video_text.encode_text(list(texts) if not isinstance(texts, str) else [texts]).cpu().numpy().astype(np.float32)
+        texts = list(texts) if not isinstance(texts, str) else [texts]
+        if self.lexicon:
+            from vidfm.data.lexicon import to_english
+
+            texts = [to_english(t).text or t for t in texts]
+        return self.video_text.encode_text(texts).cpu().numpy().astype(np.float32)
 
     # -- reading videos ------------------------------------------------------------------
     def open(self, path) -> VideoReader:

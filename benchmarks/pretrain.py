@@ -37,6 +37,7 @@ PRETRAIN = {  # name: (objective, encoder, epochs, lr, options)
     "mvm": ("mvm", "videomae-tiny", 15, 1.5e-3, {"mask_ratio": 0.9}),
     "simclr": ("simclr", "r2plus1d-tiny", 8, 2e-3, {"temperature": 0.1}),
     "moco": ("moco", "r2plus1d-tiny", 8, 2e-3, {"temperature": 0.1, "queue_size": 256, "momentum": 0.99}),
+    "triplet": ("triplet", "r2plus1d-tiny", 8, 2e-3, {"margin": 0.2, "mining": "hard"}),
     "contrastive": ("contrastive", "r2plus1d-tiny", 16, 2e-3, {}),
 }
 FINETUNE_LR = {"r2plus1d-tiny": 3e-3, "videomae-tiny": 1e-3}
@@ -109,23 +110,30 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=600)
     ap.add_argument("--fresh", action="store_true", help="pre-train again even if runs exist")
     ap.add_argument("--smoke", action="store_true", help="1 epoch everywhere: checks the script, measures nothing")
+    ap.add_argument("--only", nargs="+", choices=list(PRETRAIN), help="pre-train and judge only these (beside random r2plus1d-tiny); "
+                    "the rows join those already in --json")  # fmt: skip
     ap.add_argument("--json")
     args = ap.parse_args()
     root = world(args.videos)
     w = SyntheticWorld(root)
     out = DATA / "runs" / ("pretrain_smoke" if args.smoke else "pretrain")
-    results = {"pretrain_seconds": run_pretraining(root, out, args.fresh or args.smoke, args.smoke), "encoders": {}}
+    previous = json.loads(Path(args.json).read_text()) if args.only and args.json and Path(args.json).exists() else {}
+    seconds = run_pretraining(root, out, args.fresh or args.smoke, args.smoke, names=tuple(args.only) if args.only else None)
+    results = {**previous, "pretrain_seconds": {**previous.get("pretrain_seconds", {}), **seconds}, "encoders": previous.get("encoders", {})}
 
     starts = {  # name: (encoder to load or preset, family)
         "random r2plus1d-tiny": ("r2plus1d-tiny", "r2plus1d-tiny"),
         "simclr r2plus1d-tiny": (str(out / "simclr" / "best"), "r2plus1d-tiny"),
         "moco r2plus1d-tiny": (str(out / "moco" / "best"), "r2plus1d-tiny"),
+        "triplet r2plus1d-tiny": (str(out / "triplet" / "best"), "r2plus1d-tiny"),
         "contrastive r2plus1d-tiny": (str(out / "contrastive" / "best"), "r2plus1d-tiny"),
         "random videomae-tiny": ("videomae-tiny", "videomae-tiny"),
         "mvm videomae-tiny": (str(out / "mvm" / "best"), "videomae-tiny"),
     }
     print(f"\n{'start':<28} {'probe all':>10} {'probe 5/c':>10} {'probe 3/c':>10} {'ft 5/c':>8} {'ft 3/c':>8}   (test / compositional; chance 0.083)")
     for name, (enc, family) in starts.items():
+        if args.only and name.split()[0] not in (*args.only, "random") or (args.only and name == "random videomae-tiny"):
+            continue
         torch.manual_seed(0)
         encoder = resolve_encoder(enc) if enc in FINETUNE_LR else load_encoder(enc)
         row = {"linear_probe": linear_probe(encoder, w)}
@@ -136,6 +144,10 @@ def main() -> None:
         cell = lambda d: f"{d['test']:.3f}/{d['compositional']:.3f}"  # noqa: E731
         print(f"{name:<28} {cell(p['all']):>10} {cell(p['5/class']):>10} {cell(p['3/class']):>10} {cell(f5):>8} {cell(f3):>8}", flush=True)
 
+    if args.only and "contrastive" not in args.only:
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return
     e = Embedder(out / "contrastive")
     vt = {}
     for split in ("test", "compositional"):

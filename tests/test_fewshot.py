@@ -2,13 +2,17 @@
 answer, the field's report (mean and 95 % interval), and the command."""
 
 import json
+import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from cli_helpers import run
 
 from vidfm.errors import ConfigError, DatasetError
-from vidfm.tasks.fewshot import few_shot_eval, mean_ci95, parse_spec, sample_episodes
+from vidfm.tasks.fewshot import EpisodeData, EpisodicLearner, few_shot_eval, mean_ci95, parse_spec, sample_episodes
 
 
 def test_specs_parse_and_bad_ones_say_what_is_expected():
@@ -69,3 +73,62 @@ def test_eval_few_shot_from_the_command_line(world, tmp_path, capsys):
     assert code == 1 and "needs 3 classes of at least 51" in err
     code, _, err = run(capsys, "eval", tmp_path / "clf", world, "--few-shot", "banana")
     assert code == 1 and "N-way K-shot" in err
+
+
+class MeanColour(torch.nn.Module):
+    """A known-answer 'encoder': a clip's feature is its mean colour (no parameters to learn
+    but a scale, so the loss can be checked by hand)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, video):
+        return SimpleNamespace(pooled=video.mean((1, 3, 4)) * self.scale)
+
+
+def test_episode_data_is_exact_and_seeded():
+    clips = torch.rand(40, 2, 3, 4, 4)
+    labels = np.repeat(np.arange(4), 10)
+    data = EpisodeData(clips, labels, 3, 2, 3, episodes=5, seed=1, unlabeled=torch.rand(7, 2, 3, 4, 4), unlabeled_per_episode=4)
+    ep = data[0]
+    assert ep["support"].shape == (6, 2, 3, 4, 4) and ep["query"].shape == (9, 2, 3, 4, 4) and ep["weak"].shape == (4, 2, 3, 4, 4)
+    assert ep["support_y"].tolist() == [0, 0, 1, 1, 2, 2] and ep["query_y"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert torch.equal(ep["support"], data[0]["support"]) and not torch.equal(ep["support"], data[1]["support"])
+    data.set_epoch(1)
+    assert not torch.equal(ep["support"], data[0]["support"])  # a new epoch draws new episodes
+    with pytest.raises(DatasetError, match="needs 3 classes"):
+        EpisodeData(clips[:12], labels[:12], 3, 2, 3, episodes=1)
+
+
+def test_the_episode_loss_by_hand():
+    red, green, blue = (torch.tensor(c, dtype=torch.float32).view(1, 3, 1, 1).expand(2, 3, 4, 4) for c in ((1, 0, 0), (0, 1, 0), (0, 0, 1)))
+    episode = {"support": torch.stack([red, green]), "support_y": torch.tensor([0, 1]),
+               "query": torch.stack([red, blue]), "query_y": torch.tensor([0, 1])}  # fmt: skip
+    learner = EpisodicLearner(MeanColour(), temperature=0.5)
+    loss, logs = learner(episode)
+    # unit features: red query at distance 0 from the red prototype and sqrt 2 from green; blue sqrt 2 from both
+    expected = (F.cross_entropy(torch.tensor([[0.0, -4.0]]), torch.tensor([0])) + math.log(2)) / 2
+    assert float(loss) == pytest.approx(float(expected), abs=1e-5) and logs["episode_accuracy"] == 0.5
+    same = {**episode, "weak": torch.stack([red, blue]), "strong": torch.stack([red, blue])}
+    loss_c, logs_c = EpisodicLearner(MeanColour(), consistency=1.0, temperature=0.5)(same)
+    assert logs_c["consistency"] == pytest.approx(0.0, abs=1e-6) and float(loss_c) == pytest.approx(float(loss), abs=1e-5)
+    differ = {**same, "strong": torch.stack([green, blue])}
+    assert EpisodicLearner(MeanColour(), consistency=1.0, temperature=0.5)(differ)[1]["consistency"] > 1.0
+
+
+def test_episodic_fine_tuning_from_the_command_line(world, tmp_path, capsys):
+    videos = sorted((world / "videos").glob("*.mp4"))[:24]
+    (tmp_path / "data.csv").write_text("path,label\n" + "".join(f"{p},{'abc'[k % 3]}\n" for k, p in enumerate(videos)))
+    code, out, err = run(capsys, "train", "fewshot", tmp_path / "data.csv", "--encoder", "r2plus1d-tiny", "--out", tmp_path / "fs",
+                         "--few-shot", "2way-1shot", "--classes", "a,b", "--queries", "1", "--episodes", "3", "--epochs", "1",
+                         "--consistency", "1", "--unlabeled", "2", "--json")  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["steps"] == 3 and summary["classes"] == ["a", "b"] and (tmp_path / "fs" / "best" / "config.json").exists()
+    code, out, err = run(capsys, "eval", tmp_path / "fs" / "best", tmp_path / "data.csv", "--few-shot", "2way-1shot", "--queries", "1",
+                         "--episodes", "4", "--classes", "b,c", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["videos"] == 16
+    code, _, err = run(capsys, "train", "fewshot", tmp_path / "data.csv", "--encoder", "r2plus1d-tiny", "--out", tmp_path / "x", "--classes", "fly")
+    assert code == 1 and "unknown classes" in err

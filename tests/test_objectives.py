@@ -13,6 +13,7 @@ from vidfm.objectives import (
     MaskedVideoModel,
     VideoTextModel,
     nt_xent,
+    triplet_loss,
     patchify_targets,
     same_caption_mask,
     tube_mask,
@@ -81,6 +82,30 @@ def test_mvm_refuses_encoders_that_cannot_drop_tokens():
 
 
 # -- video-video contrastive ----------------------------------------------------------------
+def test_triplet_loss_on_hand_built_embeddings():
+    """Two videos on the unit circle: views at angles 0 and 0.2 (video 0), pi/2 and pi/2+0.2
+    (video 1). Distances between unit vectors are chords: 2 sin(angle / 2)."""
+
+    def at(a):
+        return [math.cos(a), math.sin(a)]
+
+    def chord(a):
+        return 2 * math.sin(a / 2)
+
+    z1, z2 = torch.tensor([at(0.0), at(math.pi / 2)]), torch.tensor([at(0.2), at(math.pi / 2 + 0.2)])
+    assert float(triplet_loss(z1, z2, margin=0.2)) == 0.0  # positives far inside the margin
+    m, pos = 1.5, chord(0.2)
+    # hardest negative: pi/2 away for the anchors at 0 and pi/2+0.2, pi/2-0.2 for the other two
+    hard = pos + m - (chord(math.pi / 2) + chord(math.pi / 2 - 0.2)) / 2
+    assert float(triplet_loss(z1, z2, margin=m)) == pytest.approx(hard, abs=1e-5)
+    # batch-all: every anchor with both negatives; all eight triplets violate the margin
+    gaps = [math.pi / 2, math.pi / 2 + 0.2, math.pi / 2, math.pi / 2 - 0.2, math.pi / 2 - 0.2, math.pi / 2, math.pi / 2 + 0.2, math.pi / 2]
+    expected = sum(pos + m - chord(g) for g in gaps) / 8
+    assert float(triplet_loss(z1, z2, margin=m, mining="all")) == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ConfigError, match="mining"):
+        triplet_loss(z1, z2, mining="semi")
+
+
 def test_nt_xent_is_low_for_matching_views_and_high_for_random_ones():
     z = torch.eye(8)
     assert float(nt_xent(z, z, 0.05)) < 1e-3

@@ -12,7 +12,7 @@ SMALL = ["--max-steps", 2, "--batch-size", 4, "--frames", 4, "--size", 32, "--js
 
 @pytest.mark.parametrize(
     "objective, encoder, metric",
-    [("mvm", "videomae-tiny", "loss"), ("simclr", "r2plus1d-tiny", "loss"), ("moco", "r2plus1d-tiny", "loss"), ("contrastive", "r2plus1d-tiny", "rsum")],
+    [("mvm", "videomae-tiny", "loss"), ("simclr", "r2plus1d-tiny", "loss"), ("moco", "r2plus1d-tiny", "loss"), ("triplet", "r2plus1d-tiny", "loss"), ("contrastive", "r2plus1d-tiny", "rsum")],
 )
 def test_every_objective_pretrains_an_encoder_others_can_load(world, tmp_path, capsys, objective, encoder, metric):
     out = tmp_path / objective

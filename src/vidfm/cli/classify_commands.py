@@ -23,7 +23,46 @@ from vidfm.cli.common import (
 from vidfm.errors import ConfigError
 
 
+def register_train_fewshot(tsub) -> None:
+    f = tsub.add_parser("fewshot", help="episodic (meta-learning) fine-tuning of an encoder for few-shot", description=(
+        "Fine-tune an encoder as a prototypical network, one N-way K-shot episode per step, on the labelled training videos of "
+        "DATA (only --classes when given: the base classes; the others stay novel for 'vidfm eval OUT/best DATA --few-shot ... "
+        "--classes NOVEL'). --consistency adds consistency regularisation: the same prototype assignment for a weak and a "
+        "strong view of unlabeled clips (all training videos, labels unused). OUT/best is a plain encoder folder."))  # fmt: skip
+    f.add_argument("data", help="synthetic world, CSV of 'path,label' or folder of class folders (with train/val via a world)")
+    f.add_argument("--encoder", required=True, help="encoder to start from: a preset, an encoder folder or a pre-training run")
+    f.add_argument("--out", required=True, help="run folder")
+    f.add_argument("--few-shot", default="5way-5shot", metavar="NwayKshot", help="episode shape")
+    f.add_argument("--classes", help="comma-separated base classes to train on (default: all)")
+    f.add_argument("--queries", type=int, default=5, help="query clips per class and episode")
+    f.add_argument("--episodes", type=int, default=100, help="episodes per epoch")
+    f.add_argument("--consistency", type=float, default=0.0, help="weight of the consistency term (0 = off; try 1)")
+    f.add_argument("--unlabeled", type=int, default=16, help="unlabeled clips per episode for the consistency term")
+    add_train_options(f, lr=1e-4, epochs=3, batch_size=1)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(run=run_train_fewshot)
+
+
+def run_train_fewshot(args) -> int:
+    from vidfm.models import resolve_encoder
+    from vidfm.tasks.fewshot import episodic_finetune
+
+    encoder = resolve_encoder(args.encoder)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    summary = episodic_finetune(encoder, args.data, train_config=train_config_from(args), spec=args.few_shot, classes=classes,
+                                queries=args.queries, episodes=args.episodes, consistency=args.consistency,
+                                unlabeled_per_episode=args.unlabeled, resume=not args.fresh,
+                                progress=lambda it: progress(it, "decoding", unit="batch"))  # fmt: skip
+    if summary_handled(summary, args):
+        return 0
+    best = f"best validation episode accuracy {summary['best']:.3f}" if summary["best"] is not None else "no validation episodes"
+    print(f"episodic fine-tuning: {summary['steps']} episodes on {len(summary['classes'])} classes in {summary['seconds']:.0f} s; {best}")
+    print(f"encoder: {Path(args.out) / 'best'}   evaluate: vidfm eval {Path(args.out) / 'best'} DATA --few-shot {args.few_shot} --classes NOVEL")
+    return 0
+
+
 def register_train(tsub) -> None:
+    register_train_fewshot(tsub)
     p = tsub.add_parser(
         "classify",
         help="train a video classifier",
@@ -69,6 +108,7 @@ def register(sub) -> None:
     e.add_argument("--episodes", type=int, default=600, help="few-shot episodes (default 600)")
     e.add_argument("--queries", type=int, default=15, help="query clips per class and episode (default 15)")
     e.add_argument("--seed", type=int, default=0, help="few-shot episode sampling seed")
+    e.add_argument("--classes", help="few-shot: only these comma-separated classes (e.g. the novel ones an episodic run did not train on)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=run_eval)
 
@@ -192,6 +232,11 @@ def run_eval_few_shot(args) -> int:
         raise ConfigError(f"--episodes must be >= 2 (for an interval) and --queries >= 1, got {args.episodes} and {args.queries}")
     encoder = load_encoder(args.model)
     records, classes = DataSource(args.data).classification(args.split)
+    if args.classes:
+        from vidfm.tasks.fewshot import known_classes
+
+        wanted = {classes.index(c) for c in known_classes([c.strip() for c in args.classes.split(",") if c.strip()], classes)}
+        records = [r for r in records if r["label"] in wanted]
     dataset = VideoDataset(records, num_frames=encoder.config.num_frames, decode_size=(encoder.config.image_size,) * 2, sampler="segments")
     feats, labels = encode_clips(encoder, dataset, args.batch_size, progress=lambda it: progress(it, "encoding", unit="batch"))
     result = {"model": str(args.model), "data": str(args.data), "split": args.split, "videos": len(labels),

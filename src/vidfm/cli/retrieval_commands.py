@@ -28,15 +28,15 @@ def register(sub) -> None:
         "pretrain",
         help="self-supervised or video-text pre-training",
         description=(
-            "Pre-train an encoder. Objectives: mvm (VideoMAE masked video modelling; videomae-* encoders), simclr and "
-            "moco (two augmented views of each video), contrastive (video-text InfoNCE with the pretrained MiniLM text "
+            "Pre-train an encoder. Objectives: mvm (VideoMAE masked video modelling; videomae-* encoders), simclr, "
+            "moco and triplet (two augmented views of each video), contrastive (video-text InfoNCE with the pretrained MiniLM text "
             "tower). DATA is a synthetic world, a folder of videos (searched recursively), a CSV with a 'path' column, "
             "or (contrastive) a JSONL of {path, captions}. RUN/best is an encoder folder usable by 'vidfm train "
             "classify --encoder RUN/best'; a contrastive run can also be used by 'vidfm index/search/zeroshot'."
         ),
     )
     p.add_argument("data", help="synthetic world, folder of videos, CSV or captions JSONL")
-    p.add_argument("--objective", required=True, choices=["mvm", "simclr", "moco", "contrastive"])
+    p.add_argument("--objective", required=True, choices=["mvm", "simclr", "moco", "triplet", "contrastive"])
     p.add_argument("--encoder", default="videomae-tiny", help="preset name or an encoder folder to continue from")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--val", help="validation data of the same kind (default: the world's val split, or 10%% of DATA)")
@@ -45,7 +45,9 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--mask-ratio", type=float, default=0.9, help="mvm: fraction of tubes hidden")
     p.add_argument("--decoder-depth", type=int, default=2, help="mvm: decoder blocks")
-    p.add_argument("--proj-dim", type=int, help="simclr/moco: projection size (default 128)")
+    p.add_argument("--proj-dim", type=int, help="simclr/moco/triplet: projection size (default 128)")
+    p.add_argument("--margin", type=float, help="triplet: margin between positive and negative distances (default 0.2)")
+    p.add_argument("--mining", choices=["hard", "all"], help="triplet: batch-hard (each anchor's hardest positive and negative) or batch-all (default hard)")
     p.add_argument("--temperature", type=float, help="softmax temperature (default 0.1 simclr/moco, 0.07 contrastive, learnable)")
     p.add_argument("--queue", type=int, help="moco: queue length (default 4096)")
     p.add_argument("--momentum", type=float, help="moco: key-encoder momentum (default 0.99)")
@@ -127,7 +129,7 @@ def run_pretrain(args) -> int:
         args.data, args.objective, args.encoder, train_config=train_config_from(args), val=args.val, num_frames=args.frames,
         size=args.size, on_error=args.on_error, resume=not args.fresh, mask_ratio=args.mask_ratio,
         decoder_depth=args.decoder_depth, proj_dim=args.proj_dim, temperature=args.temperature, queue_size=args.queue,
-        momentum=args.momentum, text_model=args.text_model, text_mode=args.text, embed_dim=args.embed_dim,
+        momentum=args.momentum, margin=args.margin, mining=args.mining, text_model=args.text_model, text_mode=args.text, embed_dim=args.embed_dim,
         hard_negative_beta=args.hard_negatives or None,
     )  # fmt: skip
     if summary_handled(summary, args):

@@ -1,4 +1,4 @@
-"""Video-video contrastive learning: SimCLR and MoCo over two augmented views of a video.
+"""Video-video contrastive learning: SimCLR, MoCo and triplet over two augmented views of a video.
 
 The two views are different random clips of the same video with independent crops and
 colour jitter (``TwoViews`` builds them from any ``VideoDataset``), so the encoder must
@@ -9,6 +9,11 @@ keep what a video is about and drop where and how it was cut.
 * MoCo (v2): a query encoder and a momentum (EMA) key encoder; negatives come from a
   queue of past keys, so their number does not depend on the batch size. The loss is
   symmetrised over the two views. The queue is per process (no cross-process gather).
+* Triplet (FaceNet; Hermans et al. 2017 for batch-hard mining): anchor and positive are
+  the two views of one video, negatives are the other videos' views; the loss is
+  ``max(0, d(a, p) - d(a, n) + margin)`` on unit vectors (Euclidean distance). ``hard``
+  mining takes each anchor's hardest positive and hardest negative in the batch; ``all``
+  averages over every triplet that still violates the margin.
 """
 
 from __future__ import annotations
@@ -39,17 +44,36 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, target)
 
 
+def triplet_loss(z1: torch.Tensor, z2: torch.Tensor, margin: float = 0.2, mining: str = "hard") -> torch.Tensor:
+    """Triplet loss over two (B, D) view batches (row i of each is one video)."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=-1)
+    ids = torch.arange(z1.shape[0], device=z.device).repeat(2)
+    dist = torch.cdist(z, z)
+    same = ids[:, None] == ids[None, :]
+    positive = same & ~torch.eye(len(ids), dtype=torch.bool, device=z.device)
+    if mining == "hard":
+        hardest_pos = dist.masked_fill(~positive, float("-inf")).max(1).values
+        hardest_neg = dist.masked_fill(same, float("inf")).min(1).values
+        return F.relu(hardest_pos - hardest_neg + margin).mean()
+    if mining == "all":
+        losses = F.relu(dist[:, :, None] - dist[:, None, :] + margin) * (positive[:, :, None] & ~same[:, None, :])
+        return losses.sum() / (losses > 1e-12).sum().clamp(min=1)
+    raise ConfigError(f"unknown triplet mining {mining!r}; choose hard or all")
+
+
 class ContrastiveVideoModel(nn.Module):
-    """``forward(view1, view2) -> loss`` for ``method`` ``simclr`` or ``moco``."""
+    """``forward(view1, view2) -> loss`` for ``method`` ``simclr``, ``moco`` or ``triplet``."""
 
     def __init__(self, encoder: VideoEncoder, method: str = "simclr", proj_dim: int = 128, temperature: float = 0.1,
-                 queue_size: int = 4096, momentum: float = 0.99):  # fmt: skip
+                 queue_size: int = 4096, momentum: float = 0.99, margin: float = 0.2, mining: str = "hard"):  # fmt: skip
         super().__init__()
-        if method not in ("simclr", "moco"):
-            raise ConfigError(f"unknown contrastive method {method!r}; choose simclr or moco")
+        if method not in ("simclr", "moco", "triplet"):
+            raise ConfigError(f"unknown contrastive method {method!r}; choose simclr, moco or triplet")
         if temperature <= 0:
             raise ConfigError(f"temperature must be positive, got {temperature}")
-        self.encoder, self.method, self.temperature = encoder, method, temperature
+        if margin <= 0 or mining not in ("hard", "all"):
+            raise ConfigError(f"triplet needs a positive margin and mining hard or all, got {margin} and {mining!r}")
+        self.encoder, self.method, self.temperature, self.margin, self.mining = encoder, method, temperature, margin, mining
         self.head = projection_head(encoder.output_dim, proj_dim)
         if method == "moco":
             if not 0 < momentum < 1:
@@ -68,6 +92,8 @@ class ContrastiveVideoModel(nn.Module):
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         if self.method == "simclr":
             return nt_xent(self.embed(view1), self.embed(view2), self.temperature)
+        if self.method == "triplet":
+            return triplet_loss(self.embed(view1), self.embed(view2), self.margin, self.mining)
         return self._moco(view1, view2)
 
     def _moco(self, view1, view2):

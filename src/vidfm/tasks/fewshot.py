@@ -123,3 +123,156 @@ def encode_clips(encoder, dataset, batch_size: int = 16, progress=None) -> tuple
     if not feats:
         raise DatasetError("no clip could be decoded")
     return torch.cat(feats).numpy(), labels
+
+
+# -- episodic fine-tuning (meta-learning) and consistency regularisation --------------------
+class EpisodeData(torch.utils.data.Dataset):
+    """N-way K-shot episodes as dataset items (the Trainer runs one episode per step): clips
+    decoded once, ``(N, T, C, H, W)`` in [0, 1], augmented on the fly with ``transform``.
+    With ``unlabeled`` clips, each episode also carries ``unlabeled_per_episode`` of them in
+    a weak and a strong view, for consistency regularisation. Episode ``i`` of epoch ``e``
+    is the same in every run with the same seed."""
+
+    def __init__(self, clips: torch.Tensor, labels, n_way: int, k_shot: int, queries: int, episodes: int, *, seed: int = 0,
+                 transform=None, unlabeled: torch.Tensor | None = None, unlabeled_per_episode: int = 0, strong=None):  # fmt: skip
+        self.clips, self.labels = clips, np.asarray(labels)
+        self.n_way, self.k_shot, self.queries, self.episodes, self.seed = n_way, k_shot, queries, episodes, seed
+        self.transform, self.strong = transform, strong
+        self.unlabeled, self.unlabeled_per_episode = unlabeled, unlabeled_per_episode if unlabeled is not None else 0
+        self.epoch = 0
+        sample_episodes(self.labels, n_way, k_shot, queries, 1, seed)  # fails now, with a clear message, if the data cannot
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.episodes
+
+    def __getitem__(self, i: int) -> dict:
+        seed = (self.seed * 1_000_003 + self.epoch * 10_007 + i) % 2**32
+        ep = sample_episodes(self.labels, self.n_way, self.k_shot, self.queries, 1, seed)[0]
+        g = torch.Generator().manual_seed(seed)
+
+        def view(clip, transform):
+            return transform(clip, g) if transform is not None else clip
+
+        out = {key: torch.stack([view(self.clips[j], self.transform) for j, _ in ep[key]]) for key in ("support", "query")}
+        out |= {f"{key}_y": torch.tensor([y for _, y in ep[key]]) for key in ("support", "query")}
+        if self.unlabeled_per_episode:
+            picks = torch.randperm(len(self.unlabeled), generator=g)[: self.unlabeled_per_episode]
+            out["weak"] = torch.stack([view(self.unlabeled[j], self.transform) for j in picks])
+            out["strong"] = torch.stack([view(self.unlabeled[j], self.strong) for j in picks])
+        return out
+
+
+class EpisodicLearner(torch.nn.Module):
+    """An encoder trained as a prototypical network: each episode's queries are classified
+    by their squared distance to the support prototypes (unit features, / temperature).
+    ``consistency`` > 0 adds the KL divergence between the prototype assignments of a weak
+    and a strong view of unlabeled clips (the weak one as the fixed target)."""
+
+    def __init__(self, encoder, consistency: float = 0.0, temperature: float = 0.1):
+        super().__init__()
+        self.encoder, self.consistency, self.temperature = encoder, consistency, temperature
+
+    def logits(self, support_feats, support_y, feats, n_way: int) -> torch.Tensor:
+        protos = torch.stack([support_feats[support_y == j].mean(0) for j in range(n_way)])
+        return -torch.cdist(feats, protos).pow(2) / self.temperature
+
+    def forward(self, episode: dict) -> tuple[torch.Tensor, dict]:
+        parts = [episode["support"], episode["query"]] + ([episode["weak"], episode["strong"]] if "weak" in episode else [])
+        feats = F.normalize(self.encoder(torch.cat(parts)).pooled.float(), dim=-1)  # one pass: one set of BatchNorm statistics
+        sizes = [len(p) for p in parts]
+        chunks = feats.split(sizes)
+        sy, n_way = episode["support_y"], int(episode["support_y"].max()) + 1
+        query_logits = self.logits(chunks[0], sy, chunks[1], n_way)
+        loss = F.cross_entropy(query_logits, episode["query_y"])
+        logs = {"episode_accuracy": float((query_logits.argmax(1) == episode["query_y"]).float().mean())}
+        if "weak" in episode and self.consistency > 0:
+            target = self.logits(chunks[0], sy, chunks[2], n_way).softmax(1).detach()
+            consistency = F.kl_div(self.logits(chunks[0], sy, chunks[3], n_way).log_softmax(1), target, reduction="batchmean")
+            loss = loss + self.consistency * consistency
+            logs["consistency"] = float(consistency.detach())
+        return loss, logs
+
+
+def _episode_loss(model, batch, generator=None):
+    return model(batch)
+
+
+def _episode_eval(model, loader, accelerator=None) -> dict:
+    inner = accelerator.unwrap_model(model) if accelerator is not None else model
+    accs = []
+    for episode in loader:
+        _, logs = inner({k: v for k, v in episode.items() if k not in ("weak", "strong")})
+        accs.append(logs["episode_accuracy"])
+    return {"accuracy": float(np.mean(accs))}
+
+
+def load_clips(records: list[dict], num_frames: int, size: int, progress=None) -> tuple[torch.Tensor, list]:
+    """Every readable clip of ``records`` (8 frames spread over the video) in memory."""
+    from vidfm.data.datasets import VideoDataset, collate_readable
+    from vidfm.data.transforms import eval_transform
+
+    ds = VideoDataset(records, num_frames=num_frames, decode_size=(size, size), sampler="segments", transform=eval_transform(size))
+    loader = torch.utils.data.DataLoader(ds, batch_size=16, collate_fn=collate_readable)
+    clips, labels = [], []
+    for batch in progress(loader) if progress else loader:
+        if batch is not None:
+            clips.append(batch["video"])
+            labels += batch["label"].tolist() if "label" in batch else [None] * len(batch["video"])
+    if not clips:
+        raise DatasetError("no clip could be decoded")
+    return torch.cat(clips), labels
+
+
+def episodic_finetune(encoder, data, *, train_config, spec: str = "5way-5shot", classes=None, queries: int = 5, episodes: int = 100,
+                      consistency: float = 0.0, unlabeled_per_episode: int = 16, resume: bool = True, progress=None) -> dict:  # fmt: skip
+    """Fine-tune ``encoder`` (a vidfm encoder) episode by episode on the labelled training
+    videos of ``data`` (only ``classes``, by name, when given: the base classes, leaving the
+    others novel), validating on fixed episodes of its val videos of the same classes.
+    With ``consistency`` > 0, all training videos (any class, labels unused) are the
+    unlabeled pool. RUN/best is a plain encoder folder."""
+    from vidfm.data.datasets import DataSource
+    from vidfm.data.transforms import train_transform
+    from vidfm.models import save_encoder
+    from vidfm.training import Trainer
+
+    n_way, k_shot = parse_spec(spec)
+    source = DataSource(data)
+    train_r, names = source.classification("train")
+    val_r, _ = source.classification("val")
+    keep = set(range(len(names))) if not classes else {names.index(c) for c in known_classes(classes, names)}
+    frames, size = encoder.config.num_frames, encoder.config.image_size
+    clips, labels = load_clips([r for r in train_r if r["label"] in keep], frames, size, progress)
+    val_clips, val_labels = load_clips([r for r in val_r if r["label"] in keep], frames, size, progress) if val_r else (None, [0])
+    unlabeled = load_clips([{"path": r["path"]} for r in train_r], frames, size, progress)[0] if consistency > 0 else None
+    world = source.is_world  # never flip a world: its labels name directions
+    weak = train_transform(size, scale=(0.6, 1.0), flip=not world, occlusion=False)
+    strong = train_transform(size, scale=(0.35, 1.0), flip=not world, occlusion=True)
+    train = EpisodeData(clips, labels, n_way, k_shot, queries, episodes, seed=train_config.seed, transform=weak,
+                        unlabeled=unlabeled, unlabeled_per_episode=unlabeled_per_episode, strong=strong)  # fmt: skip
+    val_queries = max(1, min(queries, min(np.bincount(val_labels)[sorted(set(val_labels))]) - k_shot))
+    try:
+        val = EpisodeData(val_clips, val_labels, n_way, k_shot, val_queries, 30, seed=train_config.seed + 1)
+    except DatasetError as e:  # a small val split: train anyway, keep the last weights
+        import warnings
+
+        warnings.warn(f"no validation episodes ({e}); OUT/best holds the last weights", stacklevel=2)
+        val = None
+    train_config.batch_size, train_config.metric, train_config.metric_mode = 1, "accuracy", "max"
+    train_config.extra = {"task": "fewshot", "spec": spec, "classes": sorted(names[c] for c in keep), "queries": queries, "episodes": episodes,
+                          "consistency": consistency, "unlabeled_per_episode": unlabeled_per_episode}  # fmt: skip
+    model = EpisodicLearner(encoder, consistency)
+    trainer = Trainer(model, train_config, train, _episode_loss, val_dataset=val, evaluate_fn=_episode_eval,
+                      save_fn=lambda m, path: save_encoder(m.encoder, path), collate_fn=lambda items: items[0])  # fmt: skip
+    summary = trainer.fit(resume=resume)
+    summary["classes"] = train_config.extra["classes"]
+    return summary
+
+
+def known_classes(classes, names) -> list[str]:
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ConfigError(f"unknown classes {unknown}; the data has {names}")
+    return list(classes)

@@ -1,4 +1,4 @@
-"""Pre-train an encoder with one objective (mvm, simclr, moco, contrastive) on unlabeled
+"""Pre-train an encoder with one objective (mvm, simclr, moco, triplet, contrastive) on unlabeled
 videos or captioned videos, with the one trainer.
 
 The best weights land in ``RUN/best`` as a plain encoder folder (``load_encoder`` and
@@ -38,7 +38,8 @@ from vidfm.objectives.mvm import mvm_loss_fn
 from vidfm.objectives.video_text import video_text_loss_fn
 from vidfm.training import TrainConfig, Trainer
 
-OBJECTIVES = ("mvm", "simclr", "moco", "contrastive")
+OBJECTIVES = ("mvm", "simclr", "moco", "triplet", "contrastive")
+TWO_VIEWS = ("simclr", "moco", "triplet")
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on
     world = source.is_world
     common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, sampler="segments")
     # never flip a world: its captions and labels name directions
-    tf_train = train_transform(size, scale=(0.5, 1.0) if objective in ("simclr", "moco") else (0.8, 1.0), flip=not world, occlusion=False)
+    tf_train = train_transform(size, scale=(0.5, 1.0) if objective in TWO_VIEWS else (0.8, 1.0), flip=not world, occlusion=False)
     tf_eval = eval_transform(size)
     records = (lambda src, split: src.captions(split)) if objective == "contrastive" else (lambda src, split: src.videos(split))
     train_r = records(source, "train")
@@ -60,7 +61,7 @@ def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on
     def make(records, train, seed_offset=0):
         return VideoDataset(records, train=train, transform=tf_train if train else tf_eval, seed=seed + seed_offset, **common)
 
-    if objective in ("simclr", "moco"):
+    if objective in TWO_VIEWS:
         return TwoViews(make(train_r, True), make(train_r, True, 7919)), (TwoViews(make(val_r, False), make(val_r, True, 104729)) if val_r else None)
     return make(train_r, True), (make(val_r, False) if val_r else None)
 
@@ -69,8 +70,8 @@ def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on
 def build_objective(objective: str, encoder, **options):
     if objective == "mvm":
         return MaskedVideoModel(encoder, mask_ratio=options.get("mask_ratio", 0.9), decoder_depth=options.get("decoder_depth", 2))
-    if objective in ("simclr", "moco"):
-        kw = {k: options[k] for k in ("proj_dim", "temperature", "queue_size", "momentum") if options.get(k) is not None}
+    if objective in TWO_VIEWS:
+        kw = {k: options[k] for k in ("proj_dim", "temperature", "queue_size", "momentum", "margin", "mining") if options.get(k) is not None}
         return ContrastiveVideoModel(encoder, objective, **kw)
     if objective == "contrastive":
         from vidfm.models.text import TextEncoder
@@ -175,4 +176,4 @@ def save_reconstruction(model: MaskedVideoModel, dataset, path: Path, clips: int
 
 
 def _loss_fn(objective: str):
-    return {"mvm": mvm_loss_fn, "simclr": contrastive_loss_fn, "moco": contrastive_loss_fn, "contrastive": video_text_loss_fn}[objective]
+    return {"mvm": mvm_loss_fn, "simclr": contrastive_loss_fn, "moco": contrastive_loss_fn, "triplet": contrastive_loss_fn, "contrastive": video_text_loss_fn}[objective]

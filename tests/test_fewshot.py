@@ -12,7 +12,14 @@ import torch.nn.functional as F
 from cli_helpers import run
 
 from vidfm.errors import ConfigError, DatasetError
-from vidfm.tasks.fewshot import EpisodeData, EpisodicLearner, few_shot_eval, mean_ci95, parse_spec, sample_episodes
+from vidfm.tasks.fewshot import (
+    EpisodeData,
+    EpisodicLearner,
+    few_shot_eval,
+    mean_ci95,
+    parse_spec,
+    sample_episodes,
+)
 
 
 def test_specs_parse_and_bad_ones_say_what_is_expected():

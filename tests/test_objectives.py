@@ -13,9 +13,9 @@ from vidfm.objectives import (
     MaskedVideoModel,
     VideoTextModel,
     nt_xent,
-    triplet_loss,
     patchify_targets,
     same_caption_mask,
+    triplet_loss,
     tube_mask,
     video_text_loss,
 )

@@ -295,10 +295,14 @@ def start_ray(options: RayOptions):
 
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ notes (not errors of ours) stay in Ray's logs
         common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-        if options.address:
-            ray.init(address=options.address, **common)
-        else:
-            ray.init(num_cpus=options.num_cpus or os.cpu_count(), **common)
+        try:
+            if options.address:
+                ray.init(address=options.address, **common)
+            else:
+                ray.init(num_cpus=options.num_cpus or os.cpu_count(), **common)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            where = f"the Ray cluster at {options.address}" if options.address else "a local Ray instance"
+            raise ConfigError(f"cannot start or reach {where}: {str(e).strip().splitlines()[0][:200]}") from None
     return ray
 
 

@@ -33,12 +33,18 @@ from vidfm.tasks.pretrain import pretrain
 from vidfm.tasks.retrieval import evaluate_retrieval, zero_shot_accuracy
 from vidfm.training import TrainConfig
 
+AUX = ["count", "size", "background"]  # world annotations independent of the action label
 PRETRAIN = {  # name: (objective, encoder, epochs, lr, options)
     "mvm": ("mvm", "videomae-tiny", 15, 1.5e-3, {"mask_ratio": 0.9}),
     "simclr": ("simclr", "r2plus1d-tiny", 8, 2e-3, {"temperature": 0.1}),
     "moco": ("moco", "r2plus1d-tiny", 8, 2e-3, {"temperature": 0.1, "queue_size": 256, "momentum": 0.99}),
     "triplet": ("triplet", "r2plus1d-tiny", 8, 2e-3, {"margin": 0.2, "mining": "hard"}),
+    "ae": ("ae", "r2plus1d-tiny", 8, 2e-3, {}),
+    "vae-gan": ("vae", "r2plus1d-tiny", 8, 2e-3, {"adversarial_weight": 0.1, "adversarial_start": 24}),
+    "simclr-aux": ("simclr", "r2plus1d-tiny", 8, 2e-3, {"temperature": 0.1, "attributes": AUX}),
+    "simclr-aux-unc": ("simclr", "r2plus1d-tiny", 8, 2e-3, {"temperature": 0.1, "attributes": AUX, "loss_weighting": "uncertainty"}),
     "contrastive": ("contrastive", "r2plus1d-tiny", 16, 2e-3, {}),
+    "contrastive-curriculum": ("contrastive", "r2plus1d-tiny", 16, 2e-3, {"curriculum": 8}),
 }
 FINETUNE_LR = {"r2plus1d-tiny": 3e-3, "videomae-tiny": 1e-3}
 
@@ -123,10 +129,7 @@ def main() -> None:
 
     starts = {  # name: (encoder to load or preset, family)
         "random r2plus1d-tiny": ("r2plus1d-tiny", "r2plus1d-tiny"),
-        "simclr r2plus1d-tiny": (str(out / "simclr" / "best"), "r2plus1d-tiny"),
-        "moco r2plus1d-tiny": (str(out / "moco" / "best"), "r2plus1d-tiny"),
-        "triplet r2plus1d-tiny": (str(out / "triplet" / "best"), "r2plus1d-tiny"),
-        "contrastive r2plus1d-tiny": (str(out / "contrastive" / "best"), "r2plus1d-tiny"),
+        **{f"{n} {enc}": (str(out / n / "best"), enc) for n, (_, enc, *_) in PRETRAIN.items() if enc == "r2plus1d-tiny"},
         "random videomae-tiny": ("videomae-tiny", "videomae-tiny"),
         "mvm videomae-tiny": (str(out / "mvm" / "best"), "videomae-tiny"),
     }
@@ -144,25 +147,30 @@ def main() -> None:
         cell = lambda d: f"{d['test']:.3f}/{d['compositional']:.3f}"  # noqa: E731
         print(f"{name:<28} {cell(p['all']):>10} {cell(p['5/class']):>10} {cell(p['3/class']):>10} {cell(f5):>8} {cell(f3):>8}", flush=True)
 
-    if args.only and "contrastive" not in args.only:
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
-        return
-    e = Embedder(out / "contrastive")
+    video_text_runs = [n for n, spec in PRETRAIN.items() if spec[0] == "contrastive" and (not args.only or n in args.only)]
+    for name in video_text_runs:
+        vt = video_text_metrics(out / name, root, w, name)
+        if name == "contrastive":
+            results["video_text"] = vt
+        results.setdefault("video_text_by_run", {})[name] = vt
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def video_text_metrics(run: Path, root: Path, w: SyntheticWorld, name: str) -> dict:
+    from vidfm.data.datasets import classification_from_csv
+
+    e = Embedder(run)
     vt = {}
     for split in ("test", "compositional"):
-        from vidfm.data.datasets import classification_from_csv
-
         metrics = evaluate_retrieval(e, captions_from_jsonl(root / "captions" / f"{split}.jsonl", root))
         records, _ = classification_from_csv(root / "classification" / f"{split}.csv", root, w.classes)
         metrics["zero_shot"] = zero_shot_accuracy(e, records, w.classes)
         vt[split] = metrics
-        print(f"video-text {split:<14} t2v R@1/5/10 {metrics['t2v_R@1']:.3f}/{metrics['t2v_R@5']:.3f}/{metrics['t2v_R@10']:.3f} MdR {metrics['t2v_MdR']:.0f}"
+        print(f"{name} {split:<14} t2v R@1/5/10 {metrics['t2v_R@1']:.3f}/{metrics['t2v_R@5']:.3f}/{metrics['t2v_R@10']:.3f} MdR {metrics['t2v_MdR']:.0f}"
               f"  v2t R@1/5/10 {metrics['v2t_R@1']:.3f}/{metrics['v2t_R@5']:.3f}/{metrics['v2t_R@10']:.3f} MdR {metrics['v2t_MdR']:.0f}"
               f"  zero-shot {metrics['zero_shot']['accuracy']:.3f} (top-5 {metrics['zero_shot']['top5']:.3f}) on {metrics['videos']} videos", flush=True)  # fmt: skip
-    results["video_text"] = vt
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    return vt
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from vidfm.data import (
     grounding_from_sta,
 )
 from vidfm.data.transforms import TemporalAugment, train_transform
-from vidfm.errors import DatasetError, VideoDecodeError
+from vidfm.errors import ConfigError, DatasetError, VideoDecodeError
 
 
 @pytest.fixture
@@ -100,3 +100,57 @@ def test_dataset_argument_errors(videos):
         VideoDataset([])
     with pytest.raises(DatasetError, match="unknown sampler"):
         VideoDataset([{"path": str(videos["coded"])}], sampler="dense")
+
+
+# -- curriculum and attributes -------------------------------------------------------------
+class _Numbers(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n, self.epochs = n, []
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return i
+
+    def set_epoch(self, e):
+        self.epochs.append(e)
+
+
+def test_curriculum_serves_the_easiest_videos_first_then_all():
+    from vidfm.data.curriculum import CurriculumDataset, competence
+
+    assert competence(0, 4, 0.3) == pytest.approx(0.3) and competence(4, 4, 0.3) == 1.0 and competence(2, 4, 0.3) == pytest.approx((0.09 + 0.91 / 2) ** 0.5)
+    difficulty = [9, 0, 5, 1, 8, 2, 7, 3, 6, 4]  # video i's difficulty
+    ds = CurriculumDataset(_Numbers(10), difficulty, ramp_epochs=4, start=0.3)
+    first = [ds[i] for i in range(len(ds))]
+    assert len(first) == 10 and set(first) == {1, 3, 5}  # the three easiest, each served 3-4 times
+    ds.set_epoch(4)
+    assert sorted(ds[i] for i in range(len(ds))) == list(range(10))  # all, once each
+    assert ds.dataset.epochs[-1] == 4  # the wrapped dataset's epoch follows
+    with pytest.raises(ConfigError, match="start"):
+        CurriculumDataset(_Numbers(3), [0, 1, 2], 2, start=0)
+
+
+def test_world_attributes_and_difficulty_follow_the_annotations(world):
+    from vidfm.data.curriculum import IGNORE, attach_attributes, difficulty_scores
+    from vidfm.data.datasets import DataSource
+
+    source = DataSource(world)
+    meta = {m["path"]: m for m in source.world().metadata()}
+    train, val = source.videos("train"), source.videos("val")
+    vocab = attach_attributes(source, train, val, ["size", "count", "direction"])
+    for r in train:
+        shot = meta[r["path"]]["shots"][0]
+        assert vocab["size"][r["attr_size"]] == shot["objects"][0]["size"]
+        assert vocab["count"][r["attr_count"]] == str(len(shot["objects"]))
+        action = shot["objects"][0]["action"]
+        assert vocab["direction"][r["attr_direction"]] == (action.split("_")[1] if action.startswith("move_") else "none")
+    assert all(r["attr_count"] == IGNORE or vocab["count"][r["attr_count"]] == str(len(meta[r["path"]]["shots"][0]["objects"])) for r in val)
+    scores = difficulty_scores(source, train)
+    for r, d in zip(train, scores):
+        shot = meta[r["path"]]["shots"][0]
+        assert d >= len(shot["objects"]) and (d == 1) == (len(shot["objects"]) == 1 and shot["background"] == "solid"
+                                                           and shot["camera"] == "static" and shot["objects"][0]["size"] != "small")  # fmt: skip
+    with pytest.raises(ConfigError, match="one value"):
+        attach_attributes(source, train[:1], None, ["size"])

@@ -136,7 +136,7 @@ def test_moco_updates_its_queue_and_momentum_encoder_but_never_trains_it():
 
 
 def test_simclr_and_moco_validate_their_options():
-    with pytest.raises(ConfigError, match="simclr or moco"):
+    with pytest.raises(ConfigError, match="simclr, moco or triplet"):
         ContrastiveVideoModel(tiny_cnn(), "byol")
     with pytest.raises(ConfigError, match="momentum"):
         ContrastiveVideoModel(tiny_cnn(), "moco", momentum=1.5)
@@ -260,3 +260,95 @@ def test_any_hugging_face_text_encoder_folder_works_as_the_text_tower(tmp_path):
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "lora_A" in n)
     model.save_pretrained(tmp_path / "vt")
     assert VideoTextModel.from_pretrained(tmp_path / "vt").text.name_or_path == str(tmp_path / "tiny_bert")
+
+
+# -- autoencoding, attribute heads, loss weighting -----------------------------------------
+def test_hinge_losses_on_hand_values():
+    from vidfm.objectives.autoencoding import hinge_d_loss, hinge_g_loss
+
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    assert float(hinge_d_loss(real, fake)) == pytest.approx(0.5 * (0.25 + 0.5))  # only 0.5 (real) and 0 (fake) are inside the margin
+    assert float(hinge_g_loss(fake)) == pytest.approx(1.0)
+
+
+def test_gan_players_only_move_their_own_weights():
+    from vidfm.objectives.autoencoding import AutoencodingVideoModel
+
+    torch.manual_seed(0)
+    model = AutoencodingVideoModel(tiny_cnn(), 4, variational=True, target_size=16, adversarial_weight=1.0).train()
+    loss, parts = model(torch.rand(2, 4, 3, 32, 32))
+    assert {"l1", "kl", "g_adv", "d_hinge"} <= set(parts)
+
+    def grads(module):
+        return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+    parts["g_adv"].backward(retain_graph=True)
+    assert grads(model.discriminator) == 0 and grads(model.decoder) > 0 and grads(model.encoder) > 0
+    model.zero_grad()
+    parts["d_hinge"].backward()
+    assert grads(model.discriminator) > 0 and grads(model.decoder) == 0 and grads(model.encoder) == 0
+
+
+def test_vae_samples_in_training_and_is_deterministic_in_evaluation():
+    from vidfm.objectives.autoencoding import AutoencodingVideoModel
+
+    torch.manual_seed(0)
+    model = AutoencodingVideoModel(tiny_cnn(), 4, variational=True, target_size=16)
+    video = torch.rand(2, 4, 3, 32, 32)
+    a, _ = model.train().reconstruct(video, torch.Generator().manual_seed(1))
+    b, _ = model.reconstruct(video, torch.Generator().manual_seed(2))
+    assert not torch.allclose(a, b)
+    c, kl = model.eval().reconstruct(video)
+    assert torch.equal(c, model.reconstruct(video)[0]) and c.shape == (2, 4, 3, 16, 16) and float(kl.detach()) >= 0
+
+
+def test_autoencoder_learns_to_redraw_a_clip():
+    from vidfm.objectives.autoencoding import AutoencodingVideoModel
+
+    torch.manual_seed(0)
+    model = AutoencodingVideoModel(tiny_cnn(), 4, target_size=16)
+    video = torch.zeros(2, 4, 3, 32, 32)
+    video[0, :, 0, 4:12, 4:12] = 1  # a red square top-left
+    video[1, :, 2, 20:28, 20:28] = 1  # a blue square bottom-right
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    first = None
+    for _ in range(60):
+        loss, parts = model(video)
+        first = first if first is not None else float(parts["l1"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(model(video)[1]["l1"]) < 0.4 * first
+
+
+def test_uncertainty_weighting_learns_log_of_each_loss():
+    from vidfm.objectives.auxiliary import LossWeighting
+
+    w = LossWeighting(["a", "b"], "uncertainty")
+    opt = torch.optim.SGD(w.parameters(), lr=0.1)
+    for _ in range(300):  # d/ds (exp(-s) L + s) = 0 at s = log L
+        total, logs = w({"a": torch.tensor(4.0), "b": torch.tensor(0.5)})
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert w.log_vars.detach().tolist() == pytest.approx([math.log(4.0), math.log(0.5)], abs=0.02)
+    assert logs["weight_a"] == pytest.approx(0.25, abs=0.01)
+    fixed = LossWeighting(["a", "b"], "fixed", {"a": 0.25})
+    assert float(fixed({"a": torch.tensor(4.0), "b": torch.tensor(0.5)})[0]) == pytest.approx(1.5)
+    with pytest.raises(ConfigError, match="unknown terms"):
+        LossWeighting(["a"], "fixed", {"c": 1.0})
+
+
+def test_attribute_heads_skip_values_unseen_in_training():
+    from vidfm.data.curriculum import IGNORE
+    from vidfm.objectives.auxiliary import AttributeHeads
+
+    heads = AttributeHeads(4, {"camera": ["pan", "static"]})
+    with torch.no_grad():
+        heads.heads["camera"].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+        heads.heads["camera"].bias.zero_()
+    pooled = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [5.0, 0, 0, 0]])
+    losses, logs = heads(pooled, {"attr_camera": torch.tensor([0, 0, IGNORE])})
+    assert logs["camera_acc"] == 0.5  # the IGNORE row does not count
+    expected = (F.cross_entropy(pooled[:2, :2], torch.tensor([0, 0])))
+    assert float(losses["camera"]) == pytest.approx(float(expected))

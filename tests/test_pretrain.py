@@ -12,7 +12,8 @@ SMALL = ["--max-steps", 2, "--batch-size", 4, "--frames", 4, "--size", 32, "--js
 
 @pytest.mark.parametrize(
     "objective, encoder, metric",
-    [("mvm", "videomae-tiny", "loss"), ("simclr", "r2plus1d-tiny", "loss"), ("moco", "r2plus1d-tiny", "loss"), ("triplet", "r2plus1d-tiny", "loss"), ("contrastive", "r2plus1d-tiny", "rsum")],
+    [("mvm", "videomae-tiny", "loss"), ("simclr", "r2plus1d-tiny", "loss"), ("moco", "r2plus1d-tiny", "loss"), ("triplet", "r2plus1d-tiny", "loss"), ("ae", "r2plus1d-tiny", "loss"),
+     ("vae", "r2plus1d-tiny", "loss"), ("contrastive", "r2plus1d-tiny", "rsum")],
 )
 def test_every_objective_pretrains_an_encoder_others_can_load(world, tmp_path, capsys, objective, encoder, metric):
     out = tmp_path / objective
@@ -60,3 +61,40 @@ def test_pretrain_bad_input(world, tmp_path, capsys):
     assert code == 1 and "000001.mp4: has no captions" in err
     code, _, err = run(capsys, "pretrain", world, "--objective", "mvm", "--mask-ratio", "1.2", "--out", tmp_path / "r", *SMALL)
     assert code == 1 and "mask ratio" in err
+
+
+def test_vae_gan_with_attribute_heads_uncertainty_weights_and_curriculum(world, tmp_path, capsys):
+    out = tmp_path / "vae"
+    code, stdout, err = run(capsys, "pretrain", world, "--objective", "vae", "--encoder", "r2plus1d-tiny", "--out", out, "--adversarial-weight", 0.1,
+                            "--attributes", "size,count", "--loss-weighting", "uncertainty", "--curriculum", 2, "--target-size", 16, *SMALL)  # fmt: skip
+    assert code == 0, err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = set().union(*rows)
+    assert {"size_acc", "count_acc", "weight_vae", "weight_size", "loss_count", "g_adv", "d_hinge", "kl"} <= logged, logged
+    meta = json.loads((out / "best" / "pretrain.json").read_text())
+    assert set(meta["attributes"]) == {"size", "count"} and meta["curriculum"]["ramp_epochs"] == 2
+    assert (out / "reconstruction.png").stat().st_size > 1000
+    load_encoder(out)
+
+
+def test_contrastive_directions_weighted_and_heads_left_out_of_the_video_text_model(world, tmp_path, capsys):
+    out = tmp_path / "vt"
+    code, _, err = run(capsys, "pretrain", world, "--objective", "contrastive", "--encoder", "r2plus1d-tiny", "--out", out,
+                       "--attributes", "size", "--loss-weights", "video_to_text=0.8,text_to_video=0.2", *SMALL)  # fmt: skip
+    assert code == 0, err
+    assert Embedder(out).has_text  # the saved video-text model loads without the pre-training extras
+
+
+def test_pretrain_extras_bad_input(world, tmp_path, capsys):
+    args = ["pretrain", world, "--objective", "simclr", "--encoder", "r2plus1d-tiny", "--out", tmp_path / "r", *SMALL]
+    code, _, err = run(capsys, *args, "--attributes", "mood")
+    assert code == 1 and "unknown world attribute 'mood'" in err
+    code, _, err = run(capsys, *args, "--loss-weights", "video_to_text=1")
+    assert code == 1 and "unknown terms ['video_to_text']" in err
+    with pytest.raises(SystemExit):  # argparse's usage error
+        run(capsys, *args, "--loss-weights", "simclr=lots")
+    assert "expected NAME=NUMBER" in capsys.readouterr().err
+    code, _, err = run(capsys, *args, "--curriculum", 2, "--curriculum-start", 0)
+    assert code == 1 and "curriculum start" in err
+    code, _, err = run(capsys, *args[:3], "ae", *args[4:], "--target-size", 24)
+    assert code == 1 and "power of two" in err

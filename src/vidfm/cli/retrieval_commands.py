@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from vidfm.cli.common import (
@@ -29,14 +30,17 @@ def register(sub) -> None:
         help="self-supervised or video-text pre-training",
         description=(
             "Pre-train an encoder. Objectives: mvm (VideoMAE masked video modelling; videomae-* encoders), simclr, "
-            "moco and triplet (two augmented views of each video), contrastive (video-text InfoNCE with the pretrained MiniLM text "
+            "moco and triplet (two augmented views of each video), ae and vae (redraw the clip from the encoder's pooled vector; "
+            "optionally with a 3D patch GAN term), contrastive (video-text InfoNCE with the pretrained MiniLM text "
             "tower). DATA is a synthetic world, a folder of videos (searched recursively), a CSV with a 'path' column, "
             "or (contrastive) a JSONL of {path, captions}. RUN/best is an encoder folder usable by 'vidfm train "
-            "classify --encoder RUN/best'; a contrastive run can also be used by 'vidfm index/search/zeroshot'."
+            "classify --encoder RUN/best'; a contrastive run can also be used by 'vidfm index/search/zeroshot'. "
+            "Any objective can add auxiliary attribute heads (--attributes), weigh its loss terms (--loss-weighting) and "
+            "follow an easy-to-hard curriculum (--curriculum)."
         ),
     )
     p.add_argument("data", help="synthetic world, folder of videos, CSV or captions JSONL")
-    p.add_argument("--objective", required=True, choices=["mvm", "simclr", "moco", "triplet", "contrastive"])
+    p.add_argument("--objective", required=True, choices=["mvm", "simclr", "moco", "triplet", "ae", "vae", "contrastive"])
     p.add_argument("--encoder", default="videomae-tiny", help="preset name or an encoder folder to continue from")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--val", help="validation data of the same kind (default: the world's val split, or 10%% of DATA)")
@@ -48,6 +52,19 @@ def register(sub) -> None:
     p.add_argument("--proj-dim", type=int, help="simclr/moco/triplet: projection size (default 128)")
     p.add_argument("--margin", type=float, help="triplet: margin between positive and negative distances (default 0.2)")
     p.add_argument("--mining", choices=["hard", "all"], help="triplet: batch-hard (each anchor's hardest positive and negative) or batch-all (default hard)")
+    p.add_argument("--target-size", type=int, help="ae/vae: side of the redrawn clip (power of two, default 32)")
+    p.add_argument("--kl-weight", type=float, help="vae: weight of the KL term (default 1e-3)")
+    p.add_argument("--adversarial-weight", type=float, help="ae/vae: weight of the hinge GAN term from a 3D patch discriminator (default 0 = off; try 0.1)")
+    p.add_argument("--adversarial-start", type=int, help="ae/vae: step at which the discriminator joins (default 0)")
+    p.add_argument("--attributes", type=_names, help="auxiliary heads, comma-separated: world annotations (camera, count, size, shape, colour, "
+                   "background; motion and direction are derived from the action label) or CSV column names")  # fmt: skip
+    p.add_argument("--loss-weighting", default="fixed", choices=["fixed", "uncertainty"], help="how loss terms add up: fixed weights, or "
+                   "learned per-term uncertainty (Kendall et al.)")  # fmt: skip
+    p.add_argument("--loss-weights", type=_weights, help="per-term weights, e.g. 'camera=0.5,video_to_text=0.7'; terms: the objective's name "
+                   "(contrastive: video_to_text, text_to_video) and each attribute")  # fmt: skip
+    p.add_argument("--curriculum", type=int, metavar="EPOCHS", help="easy videos first: the pool widens from the easiest "
+                   "--curriculum-start fraction to all of them over EPOCHS epochs (world: fewer objects, plain background, static camera)")  # fmt: skip
+    p.add_argument("--curriculum-start", type=float, default=0.3, help="fraction of the videos open in the first epoch")
     p.add_argument("--temperature", type=float, help="softmax temperature (default 0.1 simclr/moco, 0.07 contrastive, learnable)")
     p.add_argument("--queue", type=int, help="moco: queue length (default 4096)")
     p.add_argument("--momentum", type=float, help="moco: key-encoder momentum (default 0.99)")
@@ -130,7 +147,9 @@ def run_pretrain(args) -> int:
         size=args.size, on_error=args.on_error, resume=not args.fresh, mask_ratio=args.mask_ratio,
         decoder_depth=args.decoder_depth, proj_dim=args.proj_dim, temperature=args.temperature, queue_size=args.queue,
         momentum=args.momentum, margin=args.margin, mining=args.mining, text_model=args.text_model, text_mode=args.text, embed_dim=args.embed_dim,
-        hard_negative_beta=args.hard_negatives or None,
+        hard_negative_beta=args.hard_negatives or None, target_size=args.target_size, kl_weight=args.kl_weight,
+        adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start, attributes=args.attributes,
+        loss_weighting=args.loss_weighting, loss_weights=args.loss_weights, curriculum=args.curriculum, curriculum_start=args.curriculum_start,
     )  # fmt: skip
     if summary_handled(summary, args):
         return 0
@@ -141,8 +160,28 @@ def run_pretrain(args) -> int:
     if summary["best"] is not None:
         print(f"best {metric} {summary['best']:.4f}")
     print(f"encoder: {Path(args.out) / 'best'}   curves: {Path(args.out) / 'curves.png'}")
+    if summary.get("reconstruction_png"):
+        print(f"reconstructions: {summary['reconstruction_png']}")
     warn_if_collapsed(summary["best_eval"])
     return 0
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return names
+
+
+def _weights(text: str) -> dict[str, float]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected NAME=NUMBER") from None
+    return out
 
 
 def run_index(args) -> int:

@@ -133,10 +133,6 @@ class ContrastiveVideoModel(nn.Module):
         self.queue_ptr.fill_((ptr + n) % size)
 
 
-def contrastive_loss_fn(model: ContrastiveVideoModel, batch: dict, generator: torch.Generator | None = None):
-    return model(batch["video"], batch["video2"]), {}
-
-
 class TwoViews(Dataset):
     """Pairs two datasets over the same records (built with different seeds) into items
     with ``video`` and ``video2``: two independent random views of one video."""

@@ -110,10 +110,3 @@ def reconstruction_frames(model: MaskedVideoModel, video: torch.Tensor, mask: to
         return rearrange(x, "b (t h w) (p0 p1 p2) c -> b (t p0) c (h p1) (w p2)", t=t // tub, h=h // p, w=w // p, p0=tub, p1=p, p2=p)
 
     return torch.cat([video[0], unpatch(seen)[0], unpatch(filled)[0].clamp(0, 1)])
-
-
-def mvm_loss_fn(model: MaskedVideoModel, batch: dict, generator: torch.Generator | None = None):
-    inner = getattr(model, "module", model)  # DDP wraps the model in multi-process runs
-    video = batch["video"]
-    mask = tube_mask(video.shape[0], inner.encoder.config.grid(*[video.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, generator, video.device)
-    return model(video, mask), {}

@@ -83,15 +83,16 @@ class VideoTextModel(nn.Module):
             pooled = self.text(texts)[2]
         return F.normalize(self.text_proj(pooled).float(), dim=-1)
 
-    def forward(self, video: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    def forward(self, video: torch.Tensor, captions: list[str], per_direction: bool = False):
+        """The symmetric loss, or with ``per_direction`` (video->text, text->video) losses."""
         return video_text_loss(self.encode_video(video), self.encode_text(captions), self.logit_scale,
-                               same_caption_mask(captions), self.hard_negative_beta)  # fmt: skip
+                               same_caption_mask(captions), self.hard_negative_beta, per_direction)  # fmt: skip
 
     # -- persistence ---------------------------------------------------------------------
     def _heads_state(self) -> dict:
         keep = {}
         for k, v in self.state_dict().items():
-            if k.startswith("video_encoder."):
+            if k.startswith(("video_encoder.", "attribute_heads.", "loss_weighting.")):  # pre-training extras
                 continue
             if k.startswith("text.") and self.text_mode == "frozen":
                 continue
@@ -148,9 +149,10 @@ def same_caption_mask(captions: list[str]) -> torch.Tensor:
 
 
 def video_text_loss(v: torch.Tensor, t: torch.Tensor, logit_scale: torch.Tensor, positives: torch.Tensor | None = None,
-                    hard_negative_beta: float = 0.0) -> torch.Tensor:  # fmt: skip
+                    hard_negative_beta: float = 0.0, per_direction: bool = False):  # fmt: skip
     """Symmetric InfoNCE over unit vectors ``v`` (B, E) and ``t`` (B, E); ``positives``
-    (B, B) bool marks extra positive pairs (the diagonal always is one)."""
+    (B, B) bool marks extra positive pairs (the diagonal always is one). With
+    ``per_direction`` the two halves come back apart: (video->text, text->video)."""
     n = v.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=v.device)
     pos = eye if positives is None else (positives.to(v.device) | eye)
@@ -166,10 +168,5 @@ def video_text_loss(v: torch.Tensor, t: torch.Tensor, logit_scale: torch.Tensor,
         # MIL-NCE: the probability mass on all positives together (0 when they hold it all)
         return (torch.logsumexp(lg, -1) - torch.logsumexp(lg.masked_fill(~p, float("-inf")), -1)).mean()
 
-    return 0.5 * (direction(logits, sim, pos) + direction(logits.t(), sim.t(), pos.t()))
-
-
-def video_text_loss_fn(model: VideoTextModel, batch: dict, generator: torch.Generator | None = None):
-    loss = model(batch["video"], batch["caption"])
-    inner = getattr(model, "module", model)  # DDP wraps the model in multi-process runs
-    return loss, {"temperature": float(1 / inner.logit_scale.detach().exp())}
+    v2t, t2v = direction(logits, sim, pos), direction(logits.t(), sim.t(), pos.t())
+    return (v2t, t2v) if per_direction else 0.5 * (v2t + t2v)

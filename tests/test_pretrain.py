@@ -80,8 +80,9 @@ def test_vae_gan_with_attribute_heads_uncertainty_weights_and_curriculum(world, 
 def test_contrastive_directions_weighted_and_heads_left_out_of_the_video_text_model(world, tmp_path, capsys):
     out = tmp_path / "vt"
     code, _, err = run(capsys, "pretrain", world, "--objective", "contrastive", "--encoder", "r2plus1d-tiny", "--out", out,
-                       "--attributes", "size", "--loss-weights", "video_to_text=0.8,text_to_video=0.2", *SMALL)  # fmt: skip
+                       "--attributes", "size", "--loss-weights", "video_to_text=0.8,text_to_video=0.2", "--caption-augment", "synonyms,translate", *SMALL)  # fmt: skip
     assert code == 0, err
+    assert json.loads((out / "best" / "pretrain.json").read_text())["caption_augment"] == ["synonyms", "translate"]
     assert Embedder(out).has_text  # the saved video-text model loads without the pre-training extras
 
 
@@ -94,6 +95,8 @@ def test_pretrain_extras_bad_input(world, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse's usage error
         run(capsys, *args, "--loss-weights", "simclr=lots")
     assert "expected NAME=NUMBER" in capsys.readouterr().err
+    code, _, err = run(capsys, *args, "--caption-augment", "translate")
+    assert code == 1 and "needs the video-text objective" in err
     code, _, err = run(capsys, *args, "--curriculum", 2, "--curriculum-start", 0)
     assert code == 1 and "curriculum start" in err
     code, _, err = run(capsys, *args[:3], "ae", *args[4:], "--target-size", 24)

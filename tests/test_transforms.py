@@ -112,3 +112,22 @@ def test_to_float_clip_shape_check():
     assert T.to_float_clip(arr).shape == (4, 3, 8, 10)
     with pytest.raises(Exception, match="expected uint8 frames"):
         T.to_float_clip(np.zeros((4, 8, 10)))
+
+
+def test_caption_augmenter_applies_the_named_steps_in_training_only(tmp_path):
+    from vidfm.data import VideoDataset
+    from vidfm.data.text_augment import caption_augmenter
+    from vidfm.errors import ConfigError
+    from vidfm.io.writer import write_video
+
+    aug = caption_augmenter(["translate"])
+    outs = {aug("a red circle moves left", np.random.default_rng(s)) for s in range(20)}
+    assert "a red circle moves left" in outs and len(outs) > 1  # about half the captions are rewritten
+    with pytest.raises(ConfigError, match="unknown caption augmentation 'shout'"):
+        caption_augmenter(["shout"])
+    path = tmp_path / "v.mp4"
+    write_video(path, np.zeros((4, 16, 16, 3), np.uint8), fps=4)
+    always = lambda caption, rng: caption.upper()  # noqa: E731
+    records = [{"path": str(path), "captions": ["a red circle"]}]
+    assert VideoDataset(records, num_frames=2, train=True, text_transform=always)[0]["caption"] == "A RED CIRCLE"
+    assert VideoDataset(records, num_frames=2, train=False, text_transform=always)[0]["caption"] == "a red circle"

@@ -71,6 +71,9 @@ def register(sub) -> None:
     p.add_argument("--text-model", default="minilm", help="contrastive: 'minilm' (bundled all-MiniLM-L6-v2) or a Hugging Face text model folder")
     p.add_argument("--text", default="frozen", choices=["frozen", "lora", "full"], help="contrastive: how the text tower trains")
     p.add_argument("--embed-dim", type=int, help="contrastive: joint space size (default 256)")
+    p.add_argument("--caption-augment", type=_names, help="contrastive: caption augmentations, comma-separated: synonyms (lexicon "
+                   "rewriting), drop (word dropout), translate (half the captions into zh/ja/es/fr/de by the built-in lexicon: for a "
+                   "multilingual text tower)")  # fmt: skip
     p.add_argument("--hard-negatives", type=float, default=0.0, help="contrastive: HN-NCE beta (0 = off, try 0.5)")
     p.add_argument("--on-error", default="skip", choices=["skip", "raise"], help="what to do with videos that fail to decode")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -150,6 +153,7 @@ def run_pretrain(args) -> int:
         hard_negative_beta=args.hard_negatives or None, target_size=args.target_size, kl_weight=args.kl_weight,
         adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start, attributes=args.attributes,
         loss_weighting=args.loss_weighting, loss_weights=args.loss_weights, curriculum=args.curriculum, curriculum_start=args.curriculum_start,
+        caption_augment=args.caption_augment,
     )  # fmt: skip
     if summary_handled(summary, args):
         return 0

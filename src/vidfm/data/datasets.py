@@ -310,6 +310,8 @@ class VideoDataset(SkipsUnreadable):
             ±3-frame jitter, stride ``stride``) or ``"segments"`` (TSN; random in ``train``).
         transform: called as ``transform(clip, generator)`` on ``(T, C, H, W)`` float clips.
         temporal: optional ``TemporalAugment`` applied to the sampled indices.
+        text_transform: optional ``text_transform(caption, numpy_generator)`` applied to the
+            chosen caption in ``train`` (caption augmentation).
         decode_size: ``(h, w)`` to resize to while decoding (cheaper than after).
         train: random sampling and random caption choice; otherwise deterministic.
         on_error: ``"skip"`` a video that fails to decode (warned once, counted in
@@ -329,6 +331,7 @@ class VideoDataset(SkipsUnreadable):
         stride: int = 1,
         transform: Callable | None = None,
         temporal: Callable | None = None,
+        text_transform: Callable | None = None,
         decode_size: tuple[int, int] | None = None,
         train: bool = False,
         on_error: str = "skip",
@@ -342,7 +345,7 @@ class VideoDataset(SkipsUnreadable):
             raise DatasetError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.records = records
         self.num_frames, self.sampler, self.stride = num_frames, sampler, stride
-        self.transform, self.temporal = transform, temporal
+        self.transform, self.temporal, self.text_transform = transform, temporal, text_transform
         self.decode_size, self.train, self.on_error, self.seed = decode_size, train, on_error, seed
         self.epoch = 0
         self.skipped: set[str] = set()
@@ -375,6 +378,8 @@ class VideoDataset(SkipsUnreadable):
         if "captions" in rec:
             caps = rec["captions"]
             item["caption"] = caps[int(torch.randint(0, len(caps), (), generator=g))] if self.train else caps[0]
+            if self.text_transform is not None and self.train:
+                item["caption"] = self.text_transform(item["caption"], np.random.default_rng(int(torch.randint(0, 2**62, (), generator=g))))
         item.update(video=clip, frame_indices=torch.as_tensor(idx), index=i, path=rec["path"])
         return item
 

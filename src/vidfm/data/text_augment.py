@@ -8,6 +8,7 @@ words, whole words only, so "moves up" is rewritten as a unit.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -97,3 +98,26 @@ def translate_caption(caption: str, rng: np.random.Generator | int | None = None
     if not languages or g.random() >= p:
         return caption
     return from_english(caption, languages[int(g.integers(len(languages)))])
+
+
+CAPTION_AUGMENTS = ("synonyms", "drop", "translate")
+
+
+def caption_augmenter(names) -> Callable[[str, np.random.Generator], str]:
+    """One ``(caption, rng) -> caption`` applying the named augmentations in turn:
+    ``synonyms`` (lexicon rewriting), ``drop`` (10 % word dropout), ``translate`` (half the
+    captions into another language by the built-in lexicon; for a multilingual tower)."""
+    from vidfm.errors import ConfigError
+
+    unknown = [n for n in names if n not in CAPTION_AUGMENTS]
+    if unknown:
+        raise ConfigError(f"unknown caption augmentation {unknown[0]!r}; choose from {', '.join(CAPTION_AUGMENTS)}")
+    steps = {"synonyms": augment_caption, "drop": drop_tokens, "translate": translate_caption}
+    chosen = [steps[n] for n in CAPTION_AUGMENTS if n in names]  # translate last: the others work on English
+
+    def apply(caption: str, rng: np.random.Generator) -> str:
+        for step in chosen:
+            caption = step(caption, rng)
+        return caption
+
+    return apply

@@ -30,6 +30,7 @@ from vidfm.data.datasets import (
     readable_batches,
     split_off_validation,
 )
+from vidfm.data.text_augment import caption_augmenter
 from vidfm.data.transforms import eval_transform, train_transform
 from vidfm.errors import ConfigError
 from vidfm.files import atomic_save_dir
@@ -53,11 +54,12 @@ TWO_VIEWS = ("simclr", "moco", "triplet")
 
 # -- data ----------------------------------------------------------------------------------
 def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on_error="skip", val=None, attributes=None,
-                      curriculum: int | None = None, curriculum_start: float = 0.3):  # fmt: skip
+                      curriculum: int | None = None, curriculum_start: float = 0.3, caption_augment=None):  # fmt: skip
     """(train, val, attribute vocabulary) for an objective. Worlds use their own val split;
     other data keep 10 % aside (or ``val``, a folder/CSV/JSONL of the same kind). With
     ``attributes`` every record gets ``attr_*`` ids; with ``curriculum`` the training set
-    serves easy videos first, widening to all over that many epochs."""
+    serves easy videos first, widening to all over that many epochs. ``caption_augment``
+    names caption augmentations for the video-text objective (see ``caption_augmenter``)."""
     source = DataSource(data)
     world = source.is_world
     common = dict(num_frames=num_frames, decode_size=(size, size), on_error=on_error, sampler="segments")
@@ -71,8 +73,12 @@ def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on
         train_r, val_r = split_off_validation(train_r, 0.1, seed)
     vocab = attach_attributes(source, train_r, val_r, list(attributes)) if attributes else {}
 
+    if caption_augment and objective != "contrastive":
+        raise ConfigError("caption augmentation needs the video-text objective (--objective contrastive)")
+    text_tf = caption_augmenter(caption_augment) if caption_augment else None
+
     def make(records, train, seed_offset=0):
-        return VideoDataset(records, train=train, transform=tf_train if train else tf_eval, seed=seed + seed_offset, **common)
+        return VideoDataset(records, train=train, transform=tf_train if train else tf_eval, text_transform=text_tf, seed=seed + seed_offset, **common)
 
     if objective in TWO_VIEWS:
         train, val_ds = TwoViews(make(train_r, True), make(train_r, True, 7919)), (TwoViews(make(val_r, False), make(val_r, True, 104729)) if val_r else None)
@@ -159,12 +165,13 @@ def _retrieval_eval(model, loader, accelerator) -> dict:
 def pretrain(data, objective: str = "mvm", encoder: str = "videomae-tiny", *, train_config: TrainConfig, num_frames: int = 8,
              size: int = 64, val=None, on_error: str = "skip", resume: bool = True, attributes: list[str] | None = None,
              loss_weighting: str = "fixed", loss_weights: dict[str, float] | None = None, curriculum: int | None = None,
-             curriculum_start: float = 0.3, **options) -> dict:  # fmt: skip
+             curriculum_start: float = 0.3, caption_augment: list[str] | None = None, **options) -> dict:  # fmt: skip
     """Pre-train and return the trainer's summary; see the module docstring for outputs."""
     if objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
     train, val_ds, vocab = pretrain_datasets(data, objective, num_frames=num_frames, size=size, seed=train_config.seed, on_error=on_error,
-                                             val=val, attributes=attributes, curriculum=curriculum, curriculum_start=curriculum_start)  # fmt: skip
+                                             val=val, attributes=attributes, curriculum=curriculum, curriculum_start=curriculum_start,
+                                             caption_augment=caption_augment)  # fmt: skip
     torch.manual_seed(train_config.seed)
     enc = resolve_encoder(encoder, num_frames=num_frames, image_size=size)
     model = build_objective(objective, enc, num_frames, **options)
@@ -179,7 +186,8 @@ def pretrain(data, objective: str = "mvm", encoder: str = "videomae-tiny", *, tr
         train_config.metric, train_config.metric_mode, evaluate = "loss", "min", _validation_loss
     meta = {"objective": objective, "encoder": encoder, "data": str(data), "num_frames": num_frames, "size": size,
             "options": {k: v for k, v in options.items() if v is not None}, "attributes": vocab, "loss_weighting": loss_weighting,
-            "loss_weights": loss_weights or {}, "curriculum": {"ramp_epochs": curriculum, "start": curriculum_start} if curriculum else None}  # fmt: skip
+            "loss_weights": loss_weights or {}, "curriculum": {"ramp_epochs": curriculum, "start": curriculum_start} if curriculum else None,
+            "caption_augment": list(caption_augment or [])}  # fmt: skip
     train_config.extra = {"task": "pretrain", **meta}
     trainer = Trainer(model, train_config, train, pretrain_loss_fn(objective), val_dataset=val_ds, evaluate_fn=evaluate,
                       save_fn=lambda m, path: save_pretrained_objective(m, path, meta))  # fmt: skip

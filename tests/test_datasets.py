@@ -152,5 +152,5 @@ def test_world_attributes_and_difficulty_follow_the_annotations(world):
         shot = meta[r["path"]]["shots"][0]
         assert d >= len(shot["objects"]) and (d == 1) == (len(shot["objects"]) == 1 and shot["background"] == "solid"
                                                            and shot["camera"] == "static" and shot["objects"][0]["size"] != "small")  # fmt: skip
-    with pytest.raises(ConfigError, match="one value"):
+    with pytest.raises(ConfigError, match="1 value"):
         attach_attributes(source, train[:1], None, ["size"])

@@ -101,3 +101,18 @@ def test_pretrain_extras_bad_input(world, tmp_path, capsys):
     assert code == 1 and "curriculum start" in err
     code, _, err = run(capsys, *args[:3], "ae", *args[4:], "--target-size", 24)
     assert code == 1 and "power of two" in err
+
+
+def test_attribute_heads_and_weights_train_under_ddp(world, tmp_path):
+    """Two processes (torchrun, gloo): every parameter, the heads' and the learned weights'
+    included, is used inside the data-parallel forward, so gradients are reduced."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "vidfm", "pretrain", str(world),
+           "--objective", "vae", "--encoder", "r2plus1d-tiny", "--out", str(out), "--attributes", "size,count", "--loss-weighting", "uncertainty",
+           "--adversarial-weight", "0.1", "--target-size", "16", *map(str, SMALL)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "best" / "pretrain.json").read_text())["loss_weighting"] == "uncertainty"

@@ -123,11 +123,17 @@ def test_caption_augmenter_applies_the_named_steps_in_training_only(tmp_path):
     aug = caption_augmenter(["translate"])
     outs = {aug("a red circle moves left", np.random.default_rng(s)) for s in range(20)}
     assert "a red circle moves left" in outs and len(outs) > 1  # about half the captions are rewritten
+    both = caption_augmenter(["synonyms", "translate"])
+    for s in range(30):  # translated or rewritten, never a mix of the two
+        out = both("a small red circle moves left", np.random.default_rng(s))
+        synonym = any(w in out.split() for w in ("little", "tiny", "travels", "slides", "shifts"))
+        assert not synonym or "circle" in out, out  # a rewritten caption stays English
     with pytest.raises(ConfigError, match="unknown caption augmentation 'shout'"):
         caption_augmenter(["shout"])
     path = tmp_path / "v.mp4"
     write_video(path, np.zeros((4, 16, 16, 3), np.uint8), fps=4)
     always = lambda caption, rng: caption.upper()  # noqa: E731
     records = [{"path": str(path), "captions": ["a red circle"]}]
-    assert VideoDataset(records, num_frames=2, train=True, text_transform=always)[0]["caption"] == "A RED CIRCLE"
+    item = VideoDataset(records, num_frames=2, train=True, text_transform=always)[0]
+    assert item["caption"] == "A RED CIRCLE" and item["caption_original"] == "a red circle"  # duplicates are found on the original
     assert VideoDataset(records, num_frames=2, train=False, text_transform=always)[0]["caption"] == "a red circle"

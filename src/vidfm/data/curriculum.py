@@ -51,8 +51,8 @@ def _annotations(source: DataSource) -> dict[str, dict]:
     raise ConfigError(f"{source.path}: attributes and difficulty need a synthetic world or a CSV with those columns")
 
 
-def attribute_values(source: DataSource, records: list[dict], names: list[str]) -> list[dict[str, str]]:
-    """Each record's attribute values (strings), in record order."""
+def attribute_values(source: DataSource, records: list[dict], names: list[str]) -> list[dict[str, str | None]]:
+    """Each record's attribute values (strings; ``None`` where a CSV cell is empty), in record order."""
     notes = _annotations(source)
     out = []
     for r in records:
@@ -69,19 +69,22 @@ def attribute_values(source: DataSource, records: list[dict], names: list[str]) 
             missing = [n for n in names if n not in row]
             if missing:
                 raise ConfigError(f"{source.path}: no column {missing[0]!r} (columns: {', '.join(row)})")
-            out.append({n: row[n] for n in names})
+            out.append({n: (row[n] or "").strip() or None for n in names})
     return out
 
 
-def attach_attributes(source: DataSource, train: list[dict], val: list[dict] | None, names: list[str]) -> dict[str, list[str]]:
-    """Add ``attr_<name>`` ids to every record (values unseen in training get ``IGNORE``);
-    returns each attribute's vocabulary (from the training records)."""
+def attach_attributes(source: DataSource, train: list[dict], val: list[dict] | None, names: list[str],
+                      val_source: DataSource | None = None) -> dict[str, list[str]]:  # fmt: skip
+    """Add ``attr_<name>`` ids to every record (values unseen in training, and empty
+    cells, get ``IGNORE``); returns each attribute's vocabulary (from the training records).
+    ``val_source`` holds the validation records' annotations when they come from elsewhere."""
     train_values = attribute_values(source, train, names)
-    vocab = {n: sorted({v[n] for v in train_values}) for n in names}
+    vocab = {n: sorted({v[n] for v in train_values} - {None}) for n in names}
     for n, values in vocab.items():
         if len(values) < 2:
-            raise ConfigError(f"attribute {n!r} has one value ({values[0]!r}) in the training videos: nothing to learn")
-    for records, values in ((train, train_values), (val or [], attribute_values(source, val, names) if val else [])):
+            raise ConfigError(f"attribute {n!r} has {len(values)} value(s) {values} in the training videos: nothing to learn")
+    val_values = attribute_values(val_source or source, val, names) if val else []
+    for records, values in ((train, train_values), (val or [], val_values)):
         for r, v in zip(records, values):
             r.update({f"attr_{n}": vocab[n].index(v[n]) if v[n] in vocab[n] else IGNORE for n in names})
     return vocab
@@ -103,8 +106,8 @@ def difficulty_scores(source: DataSource, records: list[dict]) -> np.ndarray:
     if source.kind == "csv":
         try:
             return np.array([float(notes["difficulty"]) for notes in attribute_values(source, records, ["difficulty"])])
-        except ValueError as e:
-            raise ConfigError(f"{source.path}: the 'difficulty' column must hold numbers ({e})") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source.path}: the 'difficulty' column must hold a number in every row ({e})") from None
     if all(r.get("captions") for r in records):
         return np.array([min(len(c.split()) for c in r["captions"]) for r in records], dtype=float)
     raise ConfigError(f"{source.path}: a curriculum needs a synthetic world, captions, or a CSV with a 'difficulty' column")
@@ -125,6 +128,8 @@ class CurriculumDataset(Dataset):
     def __init__(self, dataset, difficulty, ramp_epochs: int, start: float = 0.3, seed: int = 0):
         if not 0 < start <= 1:
             raise ConfigError(f"curriculum start must be in (0, 1], got {start}")
+        if ramp_epochs < 1:
+            raise ConfigError(f"the curriculum needs at least 1 epoch of ramp, got {ramp_epochs}")
         difficulty = np.asarray(difficulty, dtype=float)
         if len(difficulty) != len(dataset):
             raise ConfigError("one difficulty score per video is needed")

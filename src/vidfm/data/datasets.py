@@ -378,7 +378,8 @@ class VideoDataset(SkipsUnreadable):
         if "captions" in rec:
             caps = rec["captions"]
             item["caption"] = caps[int(torch.randint(0, len(caps), (), generator=g))] if self.train else caps[0]
-            if self.text_transform is not None and self.train:
+            if self.text_transform is not None and self.train:  # the original still tells duplicates apart
+                item["caption_original"] = item["caption"]
                 item["caption"] = self.text_transform(item["caption"], np.random.default_rng(int(torch.randint(0, 2**62, (), generator=g))))
         item.update(video=clip, frame_indices=torch.as_tensor(idx), index=i, path=rec["path"])
         return item

@@ -104,20 +104,20 @@ CAPTION_AUGMENTS = ("synonyms", "drop", "translate")
 
 
 def caption_augmenter(names) -> Callable[[str, np.random.Generator], str]:
-    """One ``(caption, rng) -> caption`` applying the named augmentations in turn:
-    ``synonyms`` (lexicon rewriting), ``drop`` (10 % word dropout), ``translate`` (half the
-    captions into another language by the built-in lexicon; for a multilingual tower)."""
+    """One ``(caption, rng) -> caption`` applying the named augmentations: ``translate``
+    (half the captions into another language by the built-in lexicon; for a multilingual
+    tower), else ``synonyms`` (lexicon rewriting; the lexicon would not know the synonyms,
+    so a caption is translated or rewritten, never both), then ``drop`` (10 % word dropout)."""
     from vidfm.errors import ConfigError
 
     unknown = [n for n in names if n not in CAPTION_AUGMENTS]
     if unknown:
         raise ConfigError(f"unknown caption augmentation {unknown[0]!r}; choose from {', '.join(CAPTION_AUGMENTS)}")
-    steps = {"synonyms": augment_caption, "drop": drop_tokens, "translate": translate_caption}
-    chosen = [steps[n] for n in CAPTION_AUGMENTS if n in names]  # translate last: the others work on English
 
     def apply(caption: str, rng: np.random.Generator) -> str:
-        for step in chosen:
-            caption = step(caption, rng)
-        return caption
+        out = translate_caption(caption, rng) if "translate" in names else caption
+        if out == caption and "synonyms" in names:
+            out = augment_caption(caption, rng)
+        return drop_tokens(out, rng) if "drop" in names else out
 
     return apply

@@ -7,10 +7,13 @@ redraw the clip, so it has to keep what is where and how it moves.
   training, mean in evaluation) with a KL term (weight ``kl_weight``, per latent element).
 * An optional adversarial term (``adversarial_weight > 0``): a small 3D patch discriminator
   scores overlapping space-time patches, trained with the hinge loss (Geometric GAN; the
-  VQGAN/SD-VAE recipe) from step ``adversarial_start``; the reconstruction sharpens where L1
-  alone averages. Both players train in one backward pass: the discriminator sees a
-  detached reconstruction, and the generator's term goes through the discriminator with its
-  weights detached, so neither player's gradient leaks into the other.
+  VQGAN/SD-VAE recipe) after ``adversarial_start`` training forward passes (micro-batches);
+  the reconstruction sharpens where L1 alone averages. Both players train in one backward
+  pass and share the optimizer: the discriminator sees a detached reconstruction, and the
+  generator's term goes through the discriminator with its weights detached, so neither
+  player's gradient moves the other's weights. ``forward`` returns the reconstruction loss
+  and the adversarial loss apart, so a loss weighting can scale the first and leave the
+  second (which can be negative, and trains the discriminator) alone.
 
 Downstream, only the encoder is kept (its pooled output, before the bottleneck).
 """
@@ -74,7 +77,8 @@ def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 class AutoencodingVideoModel(nn.Module):
-    """``forward(video) -> (loss, parts)`` for ``variational`` False (``ae``) or True (``vae``)."""
+    """``forward(video) -> (reconstruction loss, adversarial loss, parts)`` for ``variational``
+    False (``ae``) or True (``vae``); the training loss is the sum of the two."""
 
     def __init__(self, encoder: VideoEncoder, num_frames: int, variational: bool = False, latent_dim: int | None = None,
                  target_size: int = 32, kl_weight: float = 1e-3, adversarial_weight: float = 0.0, adversarial_start: int = 0):  # fmt: skip
@@ -103,7 +107,7 @@ class AutoencodingVideoModel(nn.Module):
         logvar = logvar.clamp(-30, 20)
         z = mean
         if self.training:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype) if generator is not None else torch.randn_like(mean)
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)  # a CPU generator, any device
             z = mean + (0.5 * logvar).exp() * noise
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         return self.decoder(z), kl
@@ -112,7 +116,7 @@ class AutoencodingVideoModel(nn.Module):
         recon, kl = self.reconstruct(video, generator)
         target = self.target(video).to(recon.dtype)
         parts = {"l1": F.l1_loss(recon, target)}
-        loss = parts["l1"]
+        loss, adversarial = parts["l1"], recon.new_zeros(())
         if kl is not None:
             parts["kl"] = kl
             loss = loss + self.kl_weight * kl
@@ -121,14 +125,15 @@ class AutoencodingVideoModel(nn.Module):
                 frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
                 parts["g_adv"] = hinge_g_loss(functional_call(self.discriminator, frozen, (recon,)))
                 parts["d_hinge"] = hinge_d_loss(self.discriminator(target), self.discriminator(recon.detach()))
-                loss = loss + self.adversarial_weight * parts["g_adv"] + parts["d_hinge"]
+                adversarial = self.adversarial_weight * parts["g_adv"] + parts["d_hinge"]
             self.step += 1
-        return loss, parts
+        return loss, adversarial, parts
 
 
 @torch.no_grad()
 def autoencoder_frames(model: AutoencodingVideoModel, video: torch.Tensor) -> torch.Tensor:
     """Rows (target, reconstruction) of one clip (1, T, C, H, W): what a person checks."""
     model.eval()
+    video = video.to(next(model.parameters()).device)
     recon, _ = model.reconstruct(video)
-    return torch.cat([model.target(video)[0], recon[0].clamp(0, 1)])
+    return torch.cat([model.target(video)[0], recon[0].clamp(0, 1)]).cpu()

@@ -49,8 +49,10 @@ class LossWeighting(nn.Module):
         unknown = set(weights or {}) - set(terms)
         if unknown:
             raise ConfigError(f"loss weights for unknown terms {sorted(unknown)}; the terms are {', '.join(terms)}")
-        if any(w < 0 for w in (weights or {}).values()):
-            raise ConfigError("loss weights must be >= 0")
+        if any(not w >= 0 for w in (weights or {}).values()):  # also refuses NaN
+            raise ConfigError(f"loss weights must be numbers >= 0, got {weights}")
+        if len(set(terms)) != len(terms):
+            raise ConfigError(f"two loss terms share a name: {terms} (an attribute named like the objective?)")
         self.terms, self.mode = list(terms), mode
         self.weights = {t: float((weights or {}).get(t, 1.0)) for t in terms}
         if mode == "uncertainty":

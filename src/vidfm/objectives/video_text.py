@@ -83,10 +83,11 @@ class VideoTextModel(nn.Module):
             pooled = self.text(texts)[2]
         return F.normalize(self.text_proj(pooled).float(), dim=-1)
 
-    def forward(self, video: torch.Tensor, captions: list[str], per_direction: bool = False):
-        """The symmetric loss, or with ``per_direction`` (video->text, text->video) losses."""
+    def forward(self, video: torch.Tensor, captions: list[str], per_direction: bool = False, same_as: list[str] | None = None):
+        """The symmetric loss, or with ``per_direction`` (video->text, text->video) losses.
+        ``same_as``: the captions before augmentation, which decide which pairs are duplicates."""
         return video_text_loss(self.encode_video(video), self.encode_text(captions), self.logit_scale,
-                               same_caption_mask(captions), self.hard_negative_beta, per_direction)  # fmt: skip
+                               same_caption_mask(same_as or captions), self.hard_negative_beta, per_direction)  # fmt: skip
 
     # -- persistence ---------------------------------------------------------------------
     def _heads_state(self) -> dict:

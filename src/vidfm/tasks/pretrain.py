@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vidfm.data.curriculum import (
     CurriculumDataset,
@@ -71,8 +72,10 @@ def pretrain_datasets(data, objective: str, *, num_frames=8, size=64, seed=0, on
     val_r = records(source, "val") if world else (records(DataSource(val), "val") if val else None)
     if val_r is None:
         train_r, val_r = split_off_validation(train_r, 0.1, seed)
-    vocab = attach_attributes(source, train_r, val_r, list(attributes)) if attributes else {}
+    vocab = attach_attributes(source, train_r, val_r, list(attributes), DataSource(val) if val and not world else None) if attributes else {}
 
+    if curriculum is not None and curriculum < 1:
+        raise ConfigError(f"--curriculum is a number of epochs (>= 1), got {curriculum}")
     if caption_augment and objective != "contrastive":
         raise ConfigError("caption augmentation needs the video-text objective (--objective contrastive)")
     text_tf = caption_augmenter(caption_augment) if caption_augment else None
@@ -109,15 +112,21 @@ def build_objective(objective: str, encoder, num_frames: int = 8, **options):
 
 
 def save_pretrained_objective(model, path, meta: dict) -> None:
-    """The encoder as a plain encoder folder + the objective's head + how it was made."""
-    if isinstance(model, VideoTextModel):
-        model.save_pretrained(path, notes={"pretrain.json": meta})
+    """The encoder as a plain encoder folder + the objective's head (and any attribute heads
+    and loss weights) + how it was made. A video-text model keeps its own format."""
+    base = base_objective(model)
+    if isinstance(base, VideoTextModel):
+        base.save_pretrained(path, notes={"pretrain.json": meta})
         return
     from safetensors.torch import save_file
 
+    def is_encoder(key: str) -> bool:
+        parts = key.split(".")
+        return parts[parts[0] == "objective"] in ("encoder", "key_encoder")
+
     def write(d: Path):
-        model.encoder.save_pretrained(d)
-        head = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith(("encoder.", "key_encoder."))}
+        base.encoder.save_pretrained(d)
+        head = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if not is_encoder(k)}
         save_file(head, d / "objective.safetensors")
         (d / "pretrain.json").write_text(json.dumps(meta, indent=2))
 
@@ -130,7 +139,7 @@ def _validation_loss(model, loader, accelerator) -> dict:
     across epochs: MVM with fixed masks; autoencoders' reconstruction (+KL); SimCLR, MoCo and
     triplet all as NT-Xent between the two views (MoCo's queue fills up during training, so
     its own loss would rise as it learns)."""
-    inner = accelerator.unwrap_model(model)
+    inner = base_objective(accelerator.unwrap_model(model))
     g = torch.Generator().manual_seed(0)
     total, n, features = 0.0, 0, []
     for batch in readable_batches(loader):
@@ -139,7 +148,7 @@ def _validation_loss(model, loader, accelerator) -> dict:
             mask = tube_mask(v.shape[0], inner.encoder.config.grid(*[v.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, g, v.device)
             loss = inner(v, mask)
         elif isinstance(inner, AutoencodingVideoModel):  # eval mode: the posterior mean, no adversarial term
-            loss = inner(batch["video"])[0]
+            loss = inner(batch["video"])[0]  # reconstruction (+KL)
         else:  # NT-Xent within the batch for both methods: MoCo's own loss depends on its queue
             z = inner.embed(batch["video"])
             loss = nt_xent(z, inner.embed(batch["video2"]), inner.temperature)
@@ -152,7 +161,7 @@ def _validation_loss(model, loader, accelerator) -> dict:
 def _retrieval_eval(model, loader, accelerator) -> dict:
     from vidfm.metrics.retrieval import retrieval_metrics
 
-    inner = accelerator.unwrap_model(model)
+    inner = base_objective(accelerator.unwrap_model(model))
     videos, texts = [], []
     for batch in readable_batches(loader):
         videos.append(inner.encode_video(batch["video"]).cpu())
@@ -175,28 +184,27 @@ def pretrain(data, objective: str = "mvm", encoder: str = "videomae-tiny", *, tr
     torch.manual_seed(train_config.seed)
     enc = resolve_encoder(encoder, num_frames=num_frames, image_size=size)
     model = build_objective(objective, enc, num_frames, **options)
-    terms = [*objective_terms(objective), *vocab]
-    if vocab:
-        model.attribute_heads = AttributeHeads(enc.output_dim, vocab)
     if loss_weighting != "fixed" or loss_weights or vocab:
-        model.loss_weighting = LossWeighting(terms, loss_weighting, {**DEFAULT_WEIGHTS.get(objective, {}), **(loss_weights or {})})
+        weighting = LossWeighting([*objective_terms(objective), *vocab], loss_weighting, {**DEFAULT_WEIGHTS.get(objective, {}), **(loss_weights or {})})
+        model = PretrainingModel(objective, model, AttributeHeads(enc.output_dim, vocab) if vocab else None, weighting)
     if objective == "contrastive":
         train_config.metric, train_config.metric_mode, evaluate = "rsum", "max", _retrieval_eval
     else:
         train_config.metric, train_config.metric_mode, evaluate = "loss", "min", _validation_loss
     meta = {"objective": objective, "encoder": encoder, "data": str(data), "num_frames": num_frames, "size": size,
-            "options": {k: v for k, v in options.items() if v is not None}, "attributes": vocab, "loss_weighting": loss_weighting,
-            "loss_weights": loss_weights or {}, "curriculum": {"ramp_epochs": curriculum, "start": curriculum_start} if curriculum else None,
-            "caption_augment": list(caption_augment or [])}  # fmt: skip
+            "options": {k: v for k, v in options.items() if v is not None}}  # fmt: skip
+    extras = {"attributes": vocab, "loss_weighting": loss_weighting if isinstance(model, PretrainingModel) else None, "loss_weights": loss_weights,
+              "curriculum": {"ramp_epochs": curriculum, "start": curriculum_start} if curriculum else None, "caption_augment": caption_augment}  # fmt: skip
+    meta.update({k: v for k, v in extras.items() if v})  # only what is used: runs made before these options still resume
     train_config.extra = {"task": "pretrain", **meta}
     trainer = Trainer(model, train_config, train, pretrain_loss_fn(objective), val_dataset=val_ds, evaluate_fn=evaluate,
                       save_fn=lambda m, path: save_pretrained_objective(m, path, meta))  # fmt: skip
     summary = trainer.fit(resume=resume)
     out = Path(train_config.output_dir)
     if objective == "mvm" and val_ds is not None:
-        summary["reconstruction_png"] = str(save_reconstruction(trainer.model, val_ds, out / "reconstruction.png"))
+        summary["reconstruction_png"] = str(save_reconstruction(base_objective(trainer.model), val_ds, out / "reconstruction.png"))
     if objective in ("ae", "vae") and val_ds is not None:
-        summary["reconstruction_png"] = str(save_autoencoder_sheet(trainer.model, val_ds, out / "reconstruction.png"))
+        summary["reconstruction_png"] = str(save_autoencoder_sheet(base_objective(trainer.model), val_ds, out / "reconstruction.png"))
     from vidfm.adapt import trainable_parameters
 
     summary.update(objective=objective, params=trainable_parameters(model), train_videos=len(train), val_videos=len(val_ds) if val_ds else 0)
@@ -210,10 +218,9 @@ def save_reconstruction(model: MaskedVideoModel, dataset, path: Path, clips: int
 
     model.eval()
     rows = []
-    for i in range(min(clips, len(dataset))):
-        video = dataset[i]["video"][None]
-        mask = tube_mask(1, model.encoder.config.grid(*[video.shape[k] for k in (1, 3, 4)]), model.mask_ratio, torch.Generator().manual_seed(i))
-        rows.append(reconstruction_frames(model, video, mask))
+    for i, video in enumerate(_sample_clips(model, dataset, clips)):
+        mask = tube_mask(1, model.encoder.config.grid(*[video.shape[k] for k in (1, 3, 4)]), model.mask_ratio, torch.Generator().manual_seed(i), video.device)
+        rows.append(reconstruction_frames(model, video, mask).cpu())
     t = rows[0].shape[0] // 3
     return save_contact_sheet(path, torch.cat(rows), columns=t, scale=2, title="rows: original / visible to the encoder / reconstruction (hidden patches: predicted shape, true patch mean+std)")
 
@@ -223,7 +230,7 @@ def save_autoencoder_sheet(model: AutoencodingVideoModel, dataset, path: Path, c
     from vidfm.io.writer import save_contact_sheet
     from vidfm.objectives.autoencoding import autoencoder_frames
 
-    rows = [autoencoder_frames(model, dataset[i]["video"][None]) for i in range(min(clips, len(dataset)))]
+    rows = [autoencoder_frames(model, video) for video in _sample_clips(model, dataset, clips)]
     return save_contact_sheet(path, torch.cat(rows), columns=rows[0].shape[0] // 2, scale=4, title="rows: target / reconstruction from the pooled vector")
 
 
@@ -236,51 +243,79 @@ def objective_terms(objective: str) -> list[str]:
     return ["video_to_text", "text_to_video"] if objective == "contrastive" else [objective]
 
 
-def _objective_losses(objective: str, model, batch: dict, generator) -> tuple[dict, dict]:
+def _sample_clips(model, dataset, clips: int) -> list[torch.Tensor]:
+    """The first ``clips`` readable held-out clips, as (1, T, C, H, W) on the model's device."""
+    from itertools import islice
+
+    device = next(model.parameters()).device
+    readable = (item for item in (dataset[i] for i in range(len(dataset))) if item is not None)
+    return [item["video"][None].to(device) for item in islice(readable, clips)]
+
+
+def objective_losses(objective: str, model, batch: dict, generator) -> tuple[dict, torch.Tensor | float, dict]:
+    """(the objective's weighable terms, a part added unweighted (the GAN's), logs)."""
     inner = getattr(model, "module", model)  # DDP wraps the model in multi-process runs
     if objective == "mvm":
         v = batch["video"]
         mask = tube_mask(v.shape[0], inner.encoder.config.grid(*[v.shape[i] for i in (1, 3, 4)]), inner.mask_ratio, generator, v.device)
-        return {"mvm": model(v, mask)}, {}
+        return {"mvm": model(v, mask)}, 0.0, {}
     if objective in TWO_VIEWS:
-        return {objective: model(batch["video"], batch["video2"])}, {}
+        return {objective: model(batch["video"], batch["video2"])}, 0.0, {}
     if objective in ("ae", "vae"):
-        loss, parts = model(batch["video"], generator)
-        return {objective: loss}, {k: float(v.detach()) for k, v in parts.items()}
-    v2t, t2v = model(batch["video"], batch["caption"], per_direction=True)
-    return {"video_to_text": v2t, "text_to_video": t2v}, {"temperature": float(1 / inner.logit_scale.detach().exp())}
+        reconstruction, adversarial, parts = model(batch["video"], generator)
+        return {objective: reconstruction}, adversarial, {k: float(v.detach()) for k, v in parts.items()}
+    v2t, t2v = model(batch["video"], batch["caption"], per_direction=True, same_as=batch.get("caption_original"))
+    return {"video_to_text": v2t, "text_to_video": t2v}, 0.0, {"temperature": float(1 / inner.logit_scale.detach().exp())}
 
 
 def _video_encoder(model):
     return model.video_encoder if isinstance(model, VideoTextModel) else model.encoder
 
 
-def pretrain_loss_fn(objective: str):
-    """``(model, batch, generator) -> (loss, logs)``: the objective's terms, plus attribute
-    heads on the pooled vector the objective already computed (caught by a forward hook on
-    the encoder: its first call in the step, i.e. the first view), combined by the
-    model's ``loss_weighting`` (the plain sum of the objective's own terms without one)."""
+class PretrainingModel(nn.Module):
+    """An objective with attribute heads and/or a loss weighting. One ``forward(batch)``
+    computes every term, so a data-parallel wrapper (DDP) sees each parameter used inside
+    its forward and reduces its gradient. The heads read the pooled vector the objective
+    already computed, caught by a forward hook on the encoder: its first call in the step
+    (the first view; for MVM the visible tokens only)."""
 
-    def loss_fn(model, batch, generator=None):
-        inner = getattr(model, "module", model)
-        heads, weighting = getattr(inner, "attribute_heads", None), getattr(inner, "loss_weighting", None)
+    def __init__(self, name: str, objective: nn.Module, heads: AttributeHeads | None, weighting: LossWeighting):
+        super().__init__()
+        self.name, self.objective, self.attribute_heads, self.loss_weighting = name, objective, heads, weighting
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None):
         pooled = []
-        hook = _video_encoder(inner).register_forward_hook(lambda m, i, out: pooled.append(out.pooled) if not pooled else None) if heads else None
+        hook = None
+        if self.attribute_heads is not None:
+            hook = _video_encoder(self.objective).register_forward_hook(lambda m, i, out: pooled.append(out.pooled) if not pooled else None)
         try:
-            losses, logs = _objective_losses(objective, model, batch, generator)
+            losses, unweighted, logs = objective_losses(self.name, self.objective, batch, generator)
         finally:
             if hook is not None:
                 hook.remove()
-        if heads is not None:
-            head_losses, head_logs = heads(pooled[0], batch)
+        if self.attribute_heads is not None:
+            head_losses, head_logs = self.attribute_heads(pooled[0], batch)
             losses.update(head_losses)
             logs.update(head_logs)
-        if weighting is None:
-            total = sum(DEFAULT_WEIGHTS.get(objective, {}).get(k, 1.0) * v for k, v in losses.items())
-            return total, logs
-        total, weight_logs = weighting(losses)
+        total, weight_logs = self.loss_weighting(losses)
         if len(losses) > 1:
             logs.update({f"loss_{k}": float(v.detach()) for k, v in losses.items()}, **weight_logs)
-        return total, logs
+        return total + unweighted, logs
+
+
+def base_objective(model):
+    """The objective itself, inside a ``PretrainingModel`` or not."""
+    return model.objective if isinstance(model, PretrainingModel) else model
+
+
+def pretrain_loss_fn(objective: str):
+    """``(model, batch, generator) -> (loss, logs)`` for the trainer: a ``PretrainingModel``
+    computes its own; a bare objective's terms are summed (video-text: their mean)."""
+
+    def loss_fn(model, batch, generator=None):
+        if isinstance(getattr(model, "module", model), PretrainingModel):
+            return model(batch, generator)
+        losses, unweighted, logs = objective_losses(objective, model, batch, generator)
+        return sum(DEFAULT_WEIGHTS.get(objective, {}).get(k, 1.0) * v for k, v in losses.items()) + unweighted, logs
 
     return loss_fn

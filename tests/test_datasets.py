@@ -154,3 +154,21 @@ def test_world_attributes_and_difficulty_follow_the_annotations(world):
                                                            and shot["camera"] == "static" and shot["objects"][0]["size"] != "small")  # fmt: skip
     with pytest.raises(ConfigError, match="1 value"):
         attach_attributes(source, train[:1], None, ["size"])
+
+
+def test_csv_attributes_come_from_each_file_and_empty_cells_are_ignored(world, tmp_path):
+    from vidfm.data.curriculum import IGNORE, attach_attributes, difficulty_scores
+    from vidfm.data.datasets import DataSource
+
+    paths = sorted((world / "videos").glob("*.mp4"))[:8]
+    (tmp_path / "train.csv").write_text("path,kind,difficulty\n" + "".join(f"{p},{'ab'[i % 2]},{i}\n" for i, p in enumerate(paths[:5])) + f"{paths[5]},,\n")
+    (tmp_path / "val.csv").write_text(f"path,kind\n{paths[6]},b\n{paths[7]},c\n")
+    train_src, val_src = DataSource(tmp_path / "train.csv"), DataSource(tmp_path / "val.csv")
+    train, val = train_src.videos(), val_src.videos()
+    vocab = attach_attributes(train_src, train, val, ["kind"], val_src)
+    assert vocab == {"kind": ["a", "b"]}
+    assert [r["attr_kind"] for r in train] == [0, 1, 0, 1, 0, IGNORE]  # the empty cell
+    assert [r["attr_kind"] for r in val] == [1, IGNORE]  # 'c' was never seen in training
+    assert difficulty_scores(train_src, train[:5]).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="difficulty"):
+        difficulty_scores(train_src, train)  # the last row has no difficulty

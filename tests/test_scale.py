@@ -108,6 +108,26 @@ def test_the_actor_pool_leaves_cpu_for_reading():
         actor_pool_size(RayOptions(actors=2, cpus_per_actor=1.0), 2)
 
 
+def test_an_unreachable_cluster_fails_in_seconds():
+    import socket
+    import time
+
+    from vidfm.scale.batch import check_ray_address
+
+    with socket.socket() as free:  # a port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        check_ray_address(f"127.0.0.1:{port}")
+    assert time.perf_counter() - t0 < 10
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_ray_address(f"ray://127.0.0.1:{listening.getsockname()[1]}")  # answers: left to Ray
+    check_ray_address("auto")
+
+
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'vidfm\[ray\]'"):
@@ -183,3 +203,15 @@ def test_collections_of_shots_and_predictions_from_the_cli(collection, tmp_path,
     assert code == 1 and "3 failed" in out  # nothing could be read: the command fails
     code, _, err = run(capsys, "shots", *collection["good"][:2])
     assert code == 1 and "--out" in err
+
+
+def test_split_of_videos_with_the_same_name_keeps_every_shot(collection, tmp_path, capsys):
+    for folder, source in (("a", collection["good"][0]), ("b", collection["good"][1])):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / "clip.mp4")
+    code, out, err = run(capsys, "split", tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4", "--method", "histogram", "--out", tmp_path / "parts")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "parts" / "shots.jsonl").read_text().splitlines()]
+    files = [f for r in rows for f in r["files"]]
+    assert len(files) == len(set(files)) == sum(len(r["shots"]) for r in rows) >= 2  # no shot overwrote another
+    assert all(Path(f).exists() and Path(f).name.startswith("clip_") for f in files)

@@ -64,10 +64,10 @@ def _collection(args) -> list | None:
 
 
 def _run_collection(args, videos, out, split_dir=None) -> int:
-    from vidfm.scale.jobs import ShotsJob, run_to_file
+    from vidfm.scale.jobs import ShotsJob, run_to_file, unique_stems
 
     _runtime(args)
-    job = ShotsJob(args.method, args.threshold, split_dir=split_dir, runtime=args.runtime)
+    job = ShotsJob(args.method, args.threshold, split_dir=split_dir, runtime=args.runtime, stems=unique_stems(videos))
     report = run_to_file(job, videos, out, fmt="jsonl", progress=job_progress, **engine_kwargs(args))
     return print_job_report(report, out, args.json)
 

@@ -295,6 +295,8 @@ def start_ray(options: RayOptions):
 
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ notes (not errors of ours) stay in Ray's logs
         common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        if options.address:
+            check_ray_address(options.address)
         try:
             if options.address:
                 ray.init(address=options.address, **common)
@@ -304,6 +306,20 @@ def start_ray(options: RayOptions):
             where = f"the Ray cluster at {options.address}" if options.address else "a local Ray instance"
             raise ConfigError(f"cannot start or reach {where}: {str(e).strip().splitlines()[0][:200]}") from None
     return ray
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's own minutes of retries, when ``host:port`` (or
+    ``ray://host:port``) does not answer; ``auto`` and ``local`` are left to Ray."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {e.strerror or e} (is 'ray start --head' running there?)") from None
 
 
 def actor_pool_size(options: RayOptions, cluster_cpus: float) -> int:

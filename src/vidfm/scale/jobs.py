@@ -53,11 +53,23 @@ class EmbedJob:
         return out
 
 
-class ShotsJob:
-    """Shot boundaries of each video; with ``split_dir``, one file per shot written there."""
+def unique_stems(paths) -> dict[str, str]:
+    """A file-name stem per video that no other video in ``paths`` shares: the plain stem,
+    or for videos whose stems collide (``a/clip.mp4``, ``b/clip.mp4``) the stem plus a
+    short hash of the full path, so a split of both keeps every shot."""
+    import hashlib
+    from collections import Counter
 
-    def __init__(self, method: str = "student", threshold: float = 0.5, split_dir=None, runtime: str = "torch"):
-        self.method, self.threshold, self.runtime = method, threshold, runtime
+    counts = Counter(Path(p).stem for p in paths)
+    return {str(p): Path(p).stem if counts[Path(p).stem] == 1 else f"{Path(p).stem}_{hashlib.sha1(str(p).encode()).hexdigest()[:8]}" for p in paths}
+
+
+class ShotsJob:
+    """Shot boundaries of each video; with ``split_dir``, one file per shot written there
+    (named by ``stems``, path -> stem, where given: see ``unique_stems``)."""
+
+    def __init__(self, method: str = "student", threshold: float = 0.5, split_dir=None, runtime: str = "torch", stems: dict | None = None):
+        self.method, self.threshold, self.runtime, self.stems = method, threshold, runtime, stems or {}
         self.split_dir = str(Path(split_dir).resolve()) if split_dir else None
         self.batch_size, self.detector, self.device = 1, None, "cpu"  # the detectors run on the CPU
 
@@ -75,7 +87,7 @@ class ShotsJob:
         shots = self.detector.detect(path)
         row = {"path": path, **shots.as_dict()}
         if self.split_dir:
-            row["files"] = [str(p) for p in split_shots(shots, self.split_dir)]
+            row["files"] = [str(p) for p in split_shots(shots, self.split_dir, stem=self.stems.get(str(path)))]
         return row
 
     def compute(self, items) -> list[list[dict]]:

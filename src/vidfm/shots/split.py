@@ -9,8 +9,9 @@ from vidfm.io.writer import write_video
 from vidfm.shots.detect import Shots
 
 
-def split_shots(shots: Shots, out_dir, suffix: str = ".mp4", progress=None) -> list[Path]:
-    """Write ``out_dir/<stem>_shot_NNN.mp4`` for every shot; returns the paths. Each file is
+def split_shots(shots: Shots, out_dir, suffix: str = ".mp4", progress=None, stem: str | None = None) -> list[Path]:
+    """Write ``out_dir/<stem>_shot_NNN.mp4`` for every shot (``stem``: the video's file stem
+    unless given); returns the paths. Each file is
     written atomically by ``write_video``; the source is read once, in order, and its audio
     track (if any) is cut to each shot's time range and kept."""
     from vidfm.io.audio import read_audio
@@ -19,7 +20,7 @@ def split_shots(shots: Shots, out_dir, suffix: str = ".mp4", progress=None) -> l
     spans = {k: (d["start"], d["end"]) for k, d in enumerate(shots.as_dict()["shots"])}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(shots.path).stem
+    stem = stem or Path(shots.path).stem
     fps = shots.fps or 25.0
     paths, current, k = [], [], 0
     ranges = list(shots.ranges)

@@ -112,3 +112,25 @@ def test_the_commands(moving, three_shots, tmp_path, capsys):
                           (["summarize", three_shots, "--out", tmp_path / "x.mp4", "--budget", "0"], "--budget")):  # fmt: skip
         code, _, err = run(capsys, *argv)
         assert code == 1 and message in err
+
+
+def test_the_summary_keeps_each_segments_own_sound(tmp_path):
+    from vidfm.io.audio import Audio, read_audio
+
+    rate, tones = 16000, (220.0, 880.0, 440.0)  # one tone per shot
+    lengths = (8, 1, 3)
+    frames = np.concatenate([solid(c, s * FPS) for c, s in zip(((30, 60, 200), (210, 40, 40), (40, 180, 60)), lengths)])
+    wave = np.concatenate([0.5 * np.sin(2 * np.pi * f * np.arange(s * rate) / rate) for f, s in zip(tones, lengths)]).astype(np.float32)
+    video = write_video(tmp_path / "toned.mp4", frames, fps=FPS, audio=Audio(wave[None], rate))
+    summary = summarize(video, budget=0.15, segment=0.5)
+    written = write_summary(summary, tmp_path / "s.mp4")
+    sound = read_audio(written["video"], mono=True, rate=rate)
+    assert sound is not None and abs(sound.duration - summary["seconds"]) < 0.1
+    offset = 0.0
+    for sg in summary["segments"]:
+        length = sg["end"] - sg["start"]
+        part = sound.cut(offset + 0.1 * length, offset + 0.9 * length).samples[0]
+        peak = np.fft.rfftfreq(len(part), 1 / rate)[np.abs(np.fft.rfft(part)).argmax()]
+        expected = tones[0 if sg["start"] < 8 else 1 if sg["start"] < 9 else 2]
+        assert abs(peak - expected) < 20, (sg, peak)
+        offset += length

@@ -42,6 +42,13 @@ class Audio:
             out[:, : max(0, self.samples.shape[1] + n)] = self.samples[:, -n:]
         return Audio(out, self.rate)
 
+    @staticmethod
+    def join(parts: "list[Audio]") -> "Audio":
+        """The parts one after another (same rate and channels)."""
+        if not parts or len({(p.rate, p.channels) for p in parts}) != 1:
+            raise ValueError("joining audio needs at least one part, all of one rate and channel count")
+        return Audio(np.concatenate([p.samples for p in parts], axis=1), parts[0].rate)
+
     def cut(self, start: float, end: float) -> "Audio":
         """The samples from ``start`` to ``end`` seconds (clipped to the track)."""
         a, b = (max(0, min(self.samples.shape[1], int(round(t * self.rate)))) for t in (start, end))

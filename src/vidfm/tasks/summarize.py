@@ -102,8 +102,10 @@ def coverage_and_redundancy(segments: list[dict], events: list[tuple[float, floa
 
 
 def write_summary(summary: dict, out, sheet=None) -> dict:
-    """The segments joined into one MP4 (at the source's frame rate) and, optionally, a
-    contact sheet with the middle frame of each segment."""
+    """The segments joined into one MP4 (at the source's frame rate, with the source's sound
+    cut to the same frames) and, optionally, a contact sheet with the middle frame of each
+    segment."""
+    from vidfm.io.audio import Audio, read_audio
     from vidfm.io.reader import VideoReader
     from vidfm.io.writer import save_contact_sheet, write_video
 
@@ -113,7 +115,10 @@ def write_summary(summary: dict, out, sheet=None) -> dict:
         frames = r.get_frames(np.concatenate(picks))
         middles = r.get_frames([int(p[len(p) // 2]) for p in picks if len(p)]) if sheet else None
         fps = r.fps
-    written = {"video": str(write_video(out, frames, fps=fps))}
+    sound = read_audio(summary["path"])
+    if sound is not None:  # each segment's sound spans exactly its frames, so the cuts stay in sync
+        sound = Audio.join([sound.cut(t[p[0]], t[p[0]] + len(p) / fps) for p in picks if len(p)])
+    written = {"video": str(write_video(out, frames, fps=fps, audio=sound))}
     if sheet:
         labels = [f"{sg['start']:.1f}-{sg['end']:.1f}s" for sg, p in zip(summary["segments"], picks) if len(p)]
         written["sheet"] = str(save_contact_sheet(sheet, middles, labels=labels))

@@ -353,3 +353,22 @@ def test_attribute_heads_skip_values_unseen_in_training():
     assert logs["camera_acc"] == 0.5  # the IGNORE row does not count
     expected = (F.cross_entropy(pooled[:2, :2], torch.tensor([0, 0])))
     assert float(losses["camera"]) == pytest.approx(float(expected))
+
+
+def test_modality_weights_and_attribute_heads_add_up_in_one_forward(minilm):
+    from vidfm.objectives.auxiliary import AttributeHeads, LossWeighting
+    from vidfm.tasks.pretrain import PretrainingModel, pretrain_loss_fn
+
+    torch.manual_seed(0)
+    base = VideoTextModel(tiny_cnn(), minilm, embed_dim=16).eval()
+    heads = AttributeHeads(base.video_encoder.output_dim, {"size": ["large", "small"]})
+    batch = {"video": torch.rand(3, 4, 3, 32, 32), "caption": ["a red circle", "a blue square", "a red circle"], "attr_size": torch.tensor([0, 1, 1])}
+    weighting = LossWeighting(["video_to_text", "text_to_video", "size"], "fixed", {"video_to_text": 0.8, "text_to_video": 0.2, "size": 0.5})
+    model = PretrainingModel("contrastive", base, heads, weighting).eval()
+    total, logs = pretrain_loss_fn("contrastive")(model, batch)
+    v2t, t2v = base(batch["video"], batch["caption"], per_direction=True)
+    ce = F.cross_entropy(heads.heads["size"](base.video_encoder(batch["video"]).pooled), batch["attr_size"])
+    assert float(total) == pytest.approx(float(0.8 * v2t + 0.2 * t2v + 0.5 * ce), rel=1e-5)
+    assert logs["loss_size"] == pytest.approx(float(ce), rel=1e-5) and "size_acc" in logs
+    plain, _ = pretrain_loss_fn("contrastive")(base, batch)  # no extras: the symmetric mean
+    assert float(plain) == pytest.approx(float(0.5 * (v2t + t2v)), rel=1e-5)

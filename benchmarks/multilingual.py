@@ -12,6 +12,7 @@ without it (the raw words go to the English tower).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def main() -> None:
     source = DataSource(WORLD)
     records, classes = source.classification("val")
     records += source.classification("test")[0]
-    with_lexicon, without = Embedder(MODEL, lexicon=True), Embedder(MODEL, lexicon=False)
+    with_lexicon = Embedder(MODEL, lexicon=True)
+    without = copy.copy(with_lexicon)  # the same loaded model, queries sent as they are
+    without.lexicon = False
     videos = embed_videos(with_lexicon, [r["path"] for r in records])
     gold = [r["label"] for r in records]
     results = {}

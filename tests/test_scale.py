@@ -205,11 +205,12 @@ def test_collections_of_shots_and_predictions_from_the_cli(collection, tmp_path,
     assert code == 1 and "--out" in err
 
 
-def test_split_of_videos_with_the_same_name_keeps_every_shot(collection, tmp_path, capsys):
+def test_split_of_videos_with_the_same_name_keeps_every_shot(collection, tmp_path, capsys, monkeypatch):
     for folder, source in (("a", collection["good"][0]), ("b", collection["good"][1])):
         (tmp_path / folder).mkdir()
         shutil.copy(source, tmp_path / folder / "clip.mp4")
-    code, out, err = run(capsys, "split", tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4", "--method", "histogram", "--out", tmp_path / "parts")
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
+    code, out, err = run(capsys, "split", "a/clip.mp4", "b/clip.mp4", "--method", "histogram", "--out", tmp_path / "parts")
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "parts" / "shots.jsonl").read_text().splitlines()]
     files = [f for r in rows for f in r["files"]]

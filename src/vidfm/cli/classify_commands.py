@@ -8,14 +8,13 @@ from vidfm.cli.common import (
     add_engine_options,
     add_train_options,
     collect_videos,
-    engine_kwargs,
+    comma_list,
     for_each_video,
-    job_progress,
-    print_job_report,
     print_json,
     print_ranked,
     progress,
     report_skipped,
+    run_collection_job,
     summary_handled,
     train_config_from,
     warn_if_collapsed,
@@ -33,7 +32,7 @@ def register_train_fewshot(tsub) -> None:
     f.add_argument("--encoder", required=True, help="encoder to start from: a preset, an encoder folder or a pre-training run")
     f.add_argument("--out", required=True, help="run folder")
     f.add_argument("--few-shot", default="5way-5shot", metavar="NwayKshot", help="episode shape")
-    f.add_argument("--classes", help="comma-separated base classes to train on (default: all)")
+    f.add_argument("--classes", type=comma_list, help="comma-separated base classes to train on (default: all)")
     f.add_argument("--queries", type=int, default=5, help="query clips per class and episode")
     f.add_argument("--episodes", type=int, default=100, help="episodes per epoch")
     f.add_argument("--consistency", type=float, default=0.0, help="weight of the consistency term (0 = off; try 1)")
@@ -48,8 +47,7 @@ def run_train_fewshot(args) -> int:
     from vidfm.tasks.fewshot import episodic_finetune
 
     encoder = resolve_encoder(args.encoder)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    summary = episodic_finetune(encoder, args.data, train_config=train_config_from(args), spec=args.few_shot, classes=classes,
+    summary = episodic_finetune(encoder, args.data, train_config=train_config_from(args), spec=args.few_shot, classes=args.classes,
                                 queries=args.queries, episodes=args.episodes, consistency=args.consistency,
                                 unlabeled_per_episode=args.unlabeled, resume=not args.fresh,
                                 progress=lambda it: progress(it, "decoding", unit="batch"))  # fmt: skip
@@ -108,7 +106,7 @@ def register(sub) -> None:
     e.add_argument("--episodes", type=int, default=600, help="few-shot episodes (default 600)")
     e.add_argument("--queries", type=int, default=15, help="query clips per class and episode (default 15)")
     e.add_argument("--seed", type=int, default=0, help="few-shot episode sampling seed")
-    e.add_argument("--classes", help="few-shot: only these comma-separated classes (e.g. the novel ones an episodic run did not train on)")
+    e.add_argument("--classes", type=comma_list, help="few-shot: only these comma-separated classes (e.g. the novel ones an episodic run did not train on)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=run_eval)
 
@@ -235,7 +233,7 @@ def run_eval_few_shot(args) -> int:
     if args.classes:
         from vidfm.tasks.fewshot import known_classes
 
-        wanted = {classes.index(c) for c in known_classes([c.strip() for c in args.classes.split(",") if c.strip()], classes)}
+        wanted = known_classes(args.classes, classes)
         records = [r for r in records if r["label"] in wanted]
     dataset = VideoDataset(records, num_frames=encoder.config.num_frames, decode_size=(encoder.config.image_size,) * 2, sampler="segments")
     feats, labels = encode_clips(encoder, dataset, args.batch_size, progress=lambda it: progress(it, "encoding", unit="batch"))
@@ -310,12 +308,11 @@ def run_predict(args) -> int:
     from vidfm.tasks.classify import predict
 
     if args.out or args.engine != "local":
-        from vidfm.scale.jobs import PredictJob, run_to_file
+        from vidfm.scale.jobs import PredictJob
 
         if not args.out or args.runtime != "torch" or str(args.model).endswith(".onnx"):
             raise ConfigError("over a collection give --out FILE.jsonl, with a classifier folder in PyTorch (--runtime torch)")
-        report = run_to_file(PredictJob(args.model, args.top), collect_videos(args.videos), args.out, fmt="jsonl", progress=job_progress, **engine_kwargs(args))
-        return print_job_report(report, args.out, args.json)
+        return run_collection_job(PredictJob(args.model, args.top), collect_videos(args.videos), args.out, args)
     model, _ = _load_classifier(args.model, args.runtime)
     results, failed = for_each_video(args.videos, lambda v: [{"label": lab, "probability": p} for lab, p in predict(model, v, top=args.top)])
     return print_ranked(results, failed, args.json, "probability")

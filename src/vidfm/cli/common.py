@@ -90,6 +90,16 @@ def warn_if_collapsed(metrics: dict) -> None:
               file=sys.stderr)  # fmt: skip
 
 
+def comma_list(text: str) -> list[str]:
+    """An argparse type: 'a, b,c' -> ['a', 'b', 'c'] (at least one name)."""
+    import argparse
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return names
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
@@ -189,22 +199,27 @@ def add_engine_options(p, local_help: str = "run in this process") -> None:
     g.add_argument("--retries", type=int, default=2, help="retries of a video that fails (or crashes its worker) before it is recorded as failed")
 
 
-def ray_options_from(args):
+def engine_kwargs(args) -> dict:
+    """The engine options of a collection command (``add_engine_options``) as keyword arguments."""
     from vidfm.scale.batch import RayOptions
 
-    return RayOptions(address=args.address, num_cpus=args.num_cpus, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
-                      gpus_per_actor=args.gpus_per_actor)  # fmt: skip
+    ray_options = RayOptions(address=args.address, num_cpus=args.num_cpus, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                             gpus_per_actor=args.gpus_per_actor)  # fmt: skip
+    return {"engine": args.engine, "ray_options": ray_options, "shard_size": args.shard_size, "retries": args.retries}
 
 
-def engine_kwargs(args) -> dict:
-    return {"engine": args.engine, "ray_options": ray_options_from(args), "shard_size": args.shard_size, "retries": args.retries}
+def run_collection_job(job, videos, out, args, fmt: str = "jsonl") -> int:
+    """A collection job from the CLI: run on the chosen engine with a bar, merge into OUT,
+    print the report; returns the exit code."""
+    from vidfm.scale.jobs import run_to_file
+
+    report = run_to_file(job, videos, out, fmt=fmt, progress=job_progress, **engine_kwargs(args))
+    return print_job_report(report, out, args.json)
 
 
 def job_progress(total: int):
     """The bar of a collection job: videos done, with the rate."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="videos", unit="video", disable=None, file=sys.stderr, dynamic_ncols=True)
+    return progress(None, "videos", total=total, unit="video")
 
 
 def print_job_report(report, out, as_json: bool) -> int:
@@ -224,4 +239,4 @@ def print_job_report(report, out, as_json: bool) -> int:
             print(f"  failed {f['path']}: {f['error']}")
         if report.failed:
             print(f"  all failures: {failures_file(out)}")
-    return 1 if report.failed and report.failed_all else 0
+    return 1 if report.failed_all else 0

@@ -9,14 +9,15 @@ from vidfm.cli.common import (
     add_engine_options,
     add_train_options,
     collect_videos,
+    comma_list,
     engine_kwargs,
     for_each_video,
     job_progress,
-    print_job_report,
     print_json,
     print_ranked,
     progress,
     report_skipped,
+    run_collection_job,
     summary_handled,
     train_config_from,
     warn_if_collapsed,
@@ -56,7 +57,7 @@ def register(sub) -> None:
     p.add_argument("--kl-weight", type=float, help="vae: weight of the KL term (default 1e-3)")
     p.add_argument("--adversarial-weight", type=float, help="ae/vae: weight of the hinge GAN term from a 3D patch discriminator (default 0 = off; try 0.1)")
     p.add_argument("--adversarial-start", type=int, help="ae/vae: step at which the discriminator joins (default 0)")
-    p.add_argument("--attributes", type=_names, help="auxiliary heads, comma-separated: world annotations (camera, count, size, shape, colour, "
+    p.add_argument("--attributes", type=comma_list, help="auxiliary heads, comma-separated: world annotations (camera, count, size, shape, colour, "
                    "background; motion and direction are derived from the action label) or CSV column names")  # fmt: skip
     p.add_argument("--loss-weighting", default="fixed", choices=["fixed", "uncertainty"], help="how loss terms add up: fixed weights, or "
                    "learned per-term uncertainty (Kendall et al.)")  # fmt: skip
@@ -71,7 +72,7 @@ def register(sub) -> None:
     p.add_argument("--text-model", default="minilm", help="contrastive: 'minilm' (bundled all-MiniLM-L6-v2) or a Hugging Face text model folder")
     p.add_argument("--text", default="frozen", choices=["frozen", "lora", "full"], help="contrastive: how the text tower trains")
     p.add_argument("--embed-dim", type=int, help="contrastive: joint space size (default 256)")
-    p.add_argument("--caption-augment", type=_names, help="contrastive: caption augmentations, comma-separated: synonyms (lexicon "
+    p.add_argument("--caption-augment", type=comma_list, help="contrastive: caption augmentations, comma-separated: synonyms (lexicon "
                    "rewriting), drop (word dropout), translate (half the captions into zh/ja/es/fr/de by the built-in lexicon: for a "
                    "multilingual text tower)")  # fmt: skip
     p.add_argument("--hard-negatives", type=float, default=0.0, help="contrastive: HN-NCE beta (0 = off, try 0.5)")
@@ -170,13 +171,6 @@ def run_pretrain(args) -> int:
     return 0
 
 
-def _names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give at least one name")
-    return names
-
-
 def _weights(text: str) -> dict[str, float]:
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -219,13 +213,12 @@ def run_index(args) -> int:
 
 
 def run_embed(args) -> int:
-    from vidfm.scale.jobs import EmbedJob, run_to_file
+    from vidfm.scale.jobs import EmbedJob
 
     if args.shots and args.window:
         raise ConfigError("choose --window or --shots, not both")
     job = EmbedJob(args.model, args.window, args.stride, args.shots, args.batch_size)
-    report = run_to_file(job, collect_videos(args.videos), args.out, fmt="parquet", progress=job_progress, **engine_kwargs(args))
-    return print_job_report(report, args.out, args.json)
+    return run_collection_job(job, collect_videos(args.videos), args.out, args, fmt="parquet")
 
 
 def run_search(args) -> int:

@@ -7,12 +7,10 @@ from pathlib import Path
 from vidfm.cli.common import (
     add_engine_options,
     collect_videos,
-    engine_kwargs,
-    job_progress,
     one_video,
-    print_job_report,
     print_json,
     progress,
+    run_collection_job,
 )
 from vidfm.errors import ConfigError
 
@@ -64,12 +62,11 @@ def _collection(args) -> list | None:
 
 
 def _run_collection(args, videos, out, split_dir=None) -> int:
-    from vidfm.scale.jobs import ShotsJob, run_to_file, unique_stems
+    from vidfm.scale.jobs import ShotsJob, unique_stems
 
     _runtime(args)
-    job = ShotsJob(args.method, args.threshold, split_dir=split_dir, runtime=args.runtime, stems=unique_stems(videos))
-    report = run_to_file(job, videos, out, fmt="jsonl", progress=job_progress, **engine_kwargs(args))
-    return print_job_report(report, out, args.json)
+    job = ShotsJob(args.method, args.threshold, split_dir=split_dir, runtime=args.runtime, stems=unique_stems(videos) if split_dir else None)
+    return run_collection_job(job, videos, out, args)
 
 
 def run_shots(args) -> int:

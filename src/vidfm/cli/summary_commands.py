@@ -43,10 +43,8 @@ def run_highlights(args) -> int:
     method = args.method or ("query" if args.query else "motion")
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
-    scorer = None
-    if method != "motion":
-        if not args.model:
-            raise ConfigError(f"--method {method} needs --model ({'a video-text model' if method == 'query' else 'a grounding model'})")
+    scorer = None  # without --model, highlights() says which model the method needs
+    if method != "motion" and args.model:
         if method == "query":
             from vidfm.retrieval.embedder import Embedder
 

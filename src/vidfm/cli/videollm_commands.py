@@ -10,12 +10,10 @@ from vidfm.cli.common import (
     add_engine_options,
     add_train_options,
     collect_videos,
-    engine_kwargs,
-    job_progress,
     one_video,
-    print_job_report,
     print_json,
     progress,
+    run_collection_job,
     summary_handled,
     train_config_from,
 )
@@ -213,13 +211,12 @@ def run_ask(args) -> int:
 
 
 def run_batch_captions(args) -> int:
-    from vidfm.scale.jobs import CaptionJob, run_to_file
+    from vidfm.scale.jobs import CaptionJob
 
     if not args.model or not args.out or args.analyzer or args.memory or args.stream:
         raise ConfigError("captions over a collection need a trained Video-LLM (--model) and --out FILE.jsonl (no --analyzer, --memory or --stream)")
     job = CaptionJob(args.model, max_new_tokens=args.max_new_tokens)
-    report = run_to_file(job, collect_videos(args.videos), args.out, fmt="jsonl", progress=job_progress, **engine_kwargs(args))
-    return print_job_report(report, args.out, args.json)
+    return run_collection_job(job, collect_videos(args.videos), args.out, args)
 
 
 def run_stream_captions(args) -> int:

@@ -13,7 +13,6 @@ unchanged) while the pool widens from the simple clips to all of them.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -21,13 +20,13 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from vidfm.data.datasets import DataSource
+from vidfm.data.synthetic import DIRECTIONS
 from vidfm.errors import ConfigError
 
 IGNORE = -100  # an attribute value never seen in training (cross-entropy skips it)
 MOTION = {"move_left": "translate", "move_right": "translate", "move_up": "translate", "move_down": "translate", "grow": "scale",
           "shrink": "scale", "rotate": "rotate", "change_colour": "recolour", "bounce": "bounce", "appear": "visibility",
           "disappear": "visibility", "stay_still": "still"}  # fmt: skip
-DIRECTION = {"move_left": "left", "move_right": "right", "move_up": "up", "move_down": "down"}
 WORLD_ATTRIBUTES = {
     "camera": lambda m, shot, main: shot.get("camera", "static"),
     "count": lambda m, shot, main: str(len(shot["objects"])),
@@ -36,7 +35,7 @@ WORLD_ATTRIBUTES = {
     "colour": lambda m, shot, main: main["colour"],
     "background": lambda m, shot, main: shot["background"],
     "motion": lambda m, shot, main: MOTION.get(main["action"], main["action"]),
-    "direction": lambda m, shot, main: DIRECTION.get(main["action"], "none"),
+    "direction": lambda m, shot, main: DIRECTIONS.get(main["action"], "none"),
 }
 
 
@@ -45,15 +44,16 @@ def _annotations(source: DataSource) -> dict[str, dict]:
     if source.is_world:
         return {str(Path(m["path"])): m for m in source.world().metadata()}
     if source.kind == "csv":
-        with open(source.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        return {str(p if (p := Path(r["path"])).is_absolute() else source.path.parent / p): r for r in rows}
+        return {r["path"]: r for r in source.csv_rows()}
     raise ConfigError(f"{source.path}: attributes and difficulty need a synthetic world or a CSV with those columns")
 
 
 def attribute_values(source: DataSource, records: list[dict], names: list[str]) -> list[dict[str, str | None]]:
     """Each record's attribute values (strings; ``None`` where a CSV cell is empty), in record order."""
     notes = _annotations(source)
+    unknown = [n for n in names if n not in WORLD_ATTRIBUTES]
+    if source.is_world and unknown:
+        raise ConfigError(f"unknown world attribute {unknown[0]!r}; choose from {', '.join(WORLD_ATTRIBUTES)}")
     out = []
     for r in records:
         row = notes.get(str(Path(r["path"])))
@@ -61,9 +61,6 @@ def attribute_values(source: DataSource, records: list[dict], names: list[str]) 
             raise ConfigError(f"{r['path']}: no annotation row for this video")
         if source.is_world:
             shot = row["shots"][0]
-            unknown = [n for n in names if n not in WORLD_ATTRIBUTES]
-            if unknown:
-                raise ConfigError(f"unknown world attribute {unknown[0]!r}; choose from {', '.join(WORLD_ATTRIBUTES)}")
             out.append({n: WORLD_ATTRIBUTES[n](row, shot, shot["objects"][0]) for n in names})
         else:
             missing = [n for n in names if n not in row]
@@ -135,16 +132,14 @@ class CurriculumDataset(Dataset):
             raise ConfigError("one difficulty score per video is needed")
         tie = np.random.default_rng(seed).random(len(difficulty))
         self.dataset, self.order = dataset, np.lexsort((tie, difficulty))
-        self.difficulty, self.ramp_epochs, self.start, self.seed = difficulty, ramp_epochs, start, seed
+        self.ramp_epochs, self.start, self.seed = ramp_epochs, start, seed
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
         self.dataset.set_epoch(epoch)
         n = max(1, math.ceil(competence(epoch, self.ramp_epochs, self.start) * len(self.order)))
-        self.pool = self.order[:n]
-        # every epoch keeps its length: the pool's videos each come about len/n times, shuffled
-        self.schedule = self.pool[np.random.default_rng([self.seed, epoch]).permutation(len(self.order)) % n]
+        # every epoch keeps its length: the easiest n videos each come about len/n times, shuffled
+        self.schedule = self.order[:n][np.random.default_rng([self.seed, epoch]).permutation(len(self.order)) % n]
 
     def __len__(self) -> int:
         return len(self.dataset)

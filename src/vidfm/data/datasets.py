@@ -204,15 +204,19 @@ class DataSource:
         if self.kind == "video":
             return [{"path": str(self.path)}]
         if self.kind == "csv":
-            with open(self.path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            if not rows or "path" not in rows[0]:
-                raise DatasetError(f"{self.path}: needs a header with a 'path' column")
-            return [{"path": str(p if (p := Path(r["path"])).is_absolute() else self.path.parent / p)} for r in rows]
+            return [{"path": r["path"]} for r in self.csv_rows()]
         records = [{"path": str(p)} for p in find_videos(self.path)]
         if not records:
             raise DatasetError(f"{self.path}: no videos found")
         return records
+
+    def csv_rows(self) -> list[dict]:
+        """A CSV source's rows, every column kept, ``path`` resolved against the file's folder."""
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "path" not in rows[0]:
+            raise DatasetError(f"{self.path}: needs a header with a 'path' column")
+        return [{**r, "path": str(p if (p := Path(r["path"])).is_absolute() else self.path.parent / p)} for r in rows]
 
     def classification(self, split: str = "train", classes: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
         if self.is_world:

@@ -184,8 +184,9 @@ def to_english(text: str, language: str | None = None) -> Translation:
 
 def _adjectives_first(phrases: list[str]) -> list[str]:
     """"circle red" (Spanish, French order) -> "red circle"."""
-    shapes = {"circle", "square", "triangle", "cross"}
-    adjectives = {"red", "green", "blue", "yellow", "purple", "orange", "small", "medium", "large"}
+    from vidfm.data.synthetic import COLOURS, SHAPES, SIZES
+
+    shapes, adjectives = set(SHAPES), set(COLOURS) | set(SIZES)
     out = list(phrases)
     for i in range(len(out) - 1):
         if out[i] in shapes and out[i + 1] in adjectives:

@@ -93,7 +93,7 @@ class VideoTextModel(nn.Module):
     def _heads_state(self) -> dict:
         keep = {}
         for k, v in self.state_dict().items():
-            if k.startswith(("video_encoder.", "attribute_heads.", "loss_weighting.")):  # pre-training extras
+            if k.startswith("video_encoder."):
                 continue
             if k.startswith("text.") and self.text_mode == "frozen":
                 continue

@@ -137,11 +137,16 @@ class ShardStore:
     def marker(self, shard: Shard) -> dict:
         return json.loads((self.folder / f"{shard.name}.json").read_text())
 
-    def rows(self, shard: Shard) -> list[dict]:
+    def table(self, shard: Shard):
+        """The shard's rows as a pyarrow table (``None`` when it has none)."""
         import pyarrow.parquet as pq
 
         f = self.folder / f"{shard.name}.parquet"
-        return pq.read_table(f).to_pylist() if f.exists() else []
+        return pq.read_table(f) if f.exists() else None
+
+    def rows(self, shard: Shard) -> list[dict]:
+        table = self.table(shard)
+        return table.to_pylist() if table is not None else []
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -192,9 +197,9 @@ def process_shard(job, videos: list[str], retries: int, book=None, name: str = "
     return rows, failures
 
 
-def _one_line(e: Exception) -> str:
+def _one_line(e: Exception, limit: int = 300) -> str:
     text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:300]
+    return (text[0] if text else type(e).__name__)[:limit]
 
 
 class _ShardWorker:
@@ -261,7 +266,7 @@ def run_job(job, videos, work_dir, *, engine: str = "local", shard_size: int | N
     store = ShardStore(work_dir)
     pending = [s for s in shards if not store.done(s)]
     report = JobReport(videos=sum(len(s.videos) for s in shards) + len(missing), engine=engine, shards=len(shards))
-    report.reused = sum(len(s.videos) for s in shards if store.done(s))
+    report.reused = sum(len(s.videos) for s in shards) - sum(len(s.videos) for s in pending)
     bar = progress(sum(len(s.videos) for s in pending)) if progress else None
     if pending and engine == "local":
         job.setup()
@@ -295,16 +300,15 @@ def start_ray(options: RayOptions):
 
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ notes (not errors of ours) stay in Ray's logs
         common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-        if options.address:
-            check_ray_address(options.address)
         try:
             if options.address:
+                check_ray_address(options.address)
                 ray.init(address=options.address, **common)
             else:
                 ray.init(num_cpus=options.num_cpus or os.cpu_count(), **common)
         except (ConnectionError, RuntimeError, ValueError) as e:
             where = f"the Ray cluster at {options.address}" if options.address else "a local Ray instance"
-            raise ConfigError(f"cannot start or reach {where}: {str(e).strip().splitlines()[0][:200]}") from None
+            raise ConfigError(f"cannot start or reach {where}: {_one_line(e, 200)}") from None
     return ray
 
 

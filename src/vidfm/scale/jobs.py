@@ -23,14 +23,17 @@ from vidfm.scale.batch import RayOptions, run_job, write_failures
 class EmbedJob:
     """One vector per segment (the whole video, windows or shots) with an index model."""
 
-    def __init__(self, model, window: float | None = None, stride: float | None = None, shots: str | None = None, batch_size: int = 32):
+    def __init__(self, model, window: float | None = None, stride: float | None = None, shots: str | None = None, batch_size: int = 32,
+                 fingerprint: str | None = None):  # fmt: skip
+        """``fingerprint``: the model's, when the caller already has it (an ``Embedder``'s)."""
         if not Path(model).exists():
             raise ConfigError(f"{model}: model folder not found")
         self.model, self.window, self.stride, self.shots, self.batch_size = str(model), window, stride, shots, batch_size
+        self.fingerprint = fingerprint or fingerprint_folder(model_folder(self.model))
         self.embedder, self.device = None, "cpu"
 
     def settings(self) -> dict:
-        return {"job": "embed", "model": fingerprint_folder(model_folder(self.model)), "window": self.window, "stride": self.stride, "shots": self.shots}
+        return {"job": "embed", "model": self.fingerprint, "window": self.window, "stride": self.stride, "shots": self.shots}
 
     def setup(self) -> None:
         from vidfm.retrieval.embedder import Embedder
@@ -60,8 +63,9 @@ def unique_stems(paths) -> dict[str, str]:
     import hashlib
     from collections import Counter
 
+    paths = [str(Path(p).resolve()) for p in paths]  # the form the shards hand to ``read``
     counts = Counter(Path(p).stem for p in paths)
-    return {str(p): Path(p).stem if counts[Path(p).stem] == 1 else f"{Path(p).stem}_{hashlib.sha1(str(p).encode()).hexdigest()[:8]}" for p in paths}
+    return {p: Path(p).stem if counts[Path(p).stem] == 1 else f"{Path(p).stem}_{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p in paths}
 
 
 class ShotsJob:
@@ -176,19 +180,17 @@ def run_to_file(job, videos, out, *, fmt: str, engine: str = "local", ray_option
     ``OUT.failures.jsonl``. Shards live in ``OUT.parts`` until the merge has succeeded."""
     report, store, shards = run_job(job, videos, _parts_dir(out), engine=engine, shard_size=shard_size, retries=retries,
                                     ray_options=ray_options, progress=progress)  # fmt: skip
-    rows = [r for s in shards for r in store.rows(s)]
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if rows and "vector" in rows[0]:
-            for r in rows:
-                r["vector"] = np.asarray(r["vector"], np.float32)
-        table = pa.Table.from_pylist(rows) if rows else pa.table({"path": pa.array([], pa.string())})
+        tables = [store.table(s) for s in shards]
+        tables = [t for t in tables if t is not None]
+        table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"path": pa.array([], pa.string())})
         with atomic_file(out) as tmp:
             pq.write_table(table, tmp)
     else:
-        atomic_write_text(out, "".join(r["result"] + "\n" for r in rows))
+        atomic_write_text(out, "".join(r["result"] + "\n" for s in shards for r in store.rows(s)))
     write_failures(failures_file(out), report.failed)
     store.remove()
     return report
@@ -204,17 +206,17 @@ def index_with_engine(out, videos, model, *, window=None, stride=None, shots=Non
 
     embedder = Embedder(model)
     plan = plan_update(out, videos, embedder, kind)
-    job = EmbedJob(model, window, stride, shots, batch_size)
+    job = EmbedJob(model, window, stride, shots, batch_size, fingerprint=embedder.fingerprint)
     report, store, shards = run_job(job, [v for v, _ in plan.todo], _parts_dir(out), engine=engine, shard_size=shard_size, retries=retries,
                                     ray_options=ray_options, progress=progress)  # fmt: skip
     rows, vectors, new_videos = [], [], []
+    failed = {f["path"] for f in report.failed}
     for s in shards:
         counts = {}
         for r in store.rows(s):
             rows.append((r["path"], r["start"], r["end"]))
             vectors.append(np.asarray(r["vector"], np.float32))
             counts[r["path"]] = counts.get(r["path"], 0) + 1
-        failed = {f["path"] for f in store.marker(s)["failures"]}
         new_videos += [(p, size, mtime, counts.get(p, 0)) for p, size, mtime in s.videos if p not in failed]
     matrix = np.stack(vectors) if vectors else np.zeros((0, embedder.dim), np.float32)
     publish_update(plan, embedder, rows, matrix, new_videos, window=window, stride=stride, shots=shots)

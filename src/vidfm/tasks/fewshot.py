@@ -57,10 +57,14 @@ def sample_episodes(labels, n_way: int, k_shot: int, queries: int, episodes: int
     return out
 
 
+def prototype_logits(support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Minus each query's squared distance to each class's mean support feature."""
+    protos = torch.stack([support[support_y == j].mean(0) for j in range(n_way)])
+    return -torch.cdist(query, protos).pow(2)
+
+
 def prototype_predict(support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
-    s, q = F.normalize(support, dim=1), F.normalize(query, dim=1)
-    protos = torch.stack([s[support_y == j].mean(0) for j in range(n_way)])
-    return torch.cdist(q, protos).argmin(1)
+    return prototype_logits(F.normalize(support, dim=1), support_y, F.normalize(query, dim=1), n_way).argmax(1)
 
 
 def probe_predict(support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor, n_way: int, l2: float = 1e-2) -> torch.Tensor:
@@ -176,8 +180,7 @@ class EpisodicLearner(torch.nn.Module):
         self.encoder, self.consistency, self.temperature = encoder, consistency, temperature
 
     def logits(self, support_feats, support_y, feats, n_way: int) -> torch.Tensor:
-        protos = torch.stack([support_feats[support_y == j].mean(0) for j in range(n_way)])
-        return -torch.cdist(feats, protos).pow(2) / self.temperature
+        return prototype_logits(support_feats, support_y, feats, n_way) / self.temperature
 
     def forward(self, episode: dict) -> tuple[torch.Tensor, dict]:
         parts = [episode["support"], episode["query"]] + ([episode["weak"], episode["strong"]] if "weak" in episode else [])
@@ -242,11 +245,14 @@ def episodic_finetune(encoder, data, *, train_config, spec: str = "5way-5shot", 
     source = DataSource(data)
     train_r, names = source.classification("train")
     val_r, _ = source.classification("val")
-    keep = set(range(len(names))) if not classes else {names.index(c) for c in known_classes(classes, names)}
+    keep = set(range(len(names))) if not classes else known_classes(classes, names)
     frames, size = encoder.config.num_frames, encoder.config.image_size
-    clips, labels = load_clips([r for r in train_r if r["label"] in keep], frames, size, progress)
+    if consistency > 0:  # every training video is also unlabeled: decode each once
+        unlabeled, all_labels = load_clips(train_r, frames, size, progress)
+        clips, labels = unlabeled[torch.tensor([y in keep for y in all_labels])], [y for y in all_labels if y in keep]
+    else:
+        (clips, labels), unlabeled = load_clips([r for r in train_r if r["label"] in keep], frames, size, progress), None
     val_clips, val_labels = load_clips([r for r in val_r if r["label"] in keep], frames, size, progress) if val_r else (None, [0])
-    unlabeled = load_clips([{"path": r["path"]} for r in train_r], frames, size, progress)[0] if consistency > 0 else None
     world = source.is_world  # never flip a world: its labels name directions
     weak = train_transform(size, scale=(0.6, 1.0), flip=not world, occlusion=False)
     strong = train_transform(size, scale=(0.35, 1.0), flip=not world, occlusion=True)
@@ -271,8 +277,9 @@ def episodic_finetune(encoder, data, *, train_config, spec: str = "5way-5shot", 
     return summary
 
 
-def known_classes(classes, names) -> list[str]:
+def known_classes(classes, names) -> set[int]:
+    """The indices of ``classes`` (names) in ``names``; an unknown name is an error."""
     unknown = [c for c in classes if c not in names]
     if unknown:
         raise ConfigError(f"unknown classes {unknown}; the data has {names}")
-    return list(classes)
+    return {names.index(c) for c in classes}

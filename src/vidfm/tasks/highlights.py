@@ -64,12 +64,12 @@ def despike(change: np.ndarray) -> np.ndarray:
 
 
 def pool_to_moments(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """The mean of the ``values`` sampled at ``times`` inside each moment (the nearest
-    sample when a moment holds none)."""
-    out = np.empty(len(grid))
+    """The mean of the ``values`` (N, ...) sampled at ``times`` inside each moment (the
+    nearest sample when a moment holds none): (moments, ...)."""
+    out = np.empty((len(grid),) + values.shape[1:])
     for k, (s, e) in enumerate(grid):
         inside = (times >= s - 1e-9) & (times < e - 1e-9)
-        out[k] = values[inside].mean() if inside.any() else values[np.argmin(np.abs(times - (s + e) / 2))]
+        out[k] = values[inside].mean(0) if inside.any() else values[np.argmin(np.abs(times - (s + e) / 2))]
     return out
 
 

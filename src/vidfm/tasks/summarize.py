@@ -52,9 +52,9 @@ def summarize(path, budget: float = 0.15, segment: float = 0.5, *, embedder=None
     m_times, change, _ = motion_profile(path)
     importance = _rescale(pool_to_moments(m_times, change, grid))
     unit = _unit(feats)
-    window_feats = _unit(np.stack([pool_to_moments(times, unit[:, d], grid) for d in range(unit.shape[1])], 1))
+    window_feats = _unit(pool_to_moments(times, unit, grid))
     shot_of = np.searchsorted(np.array([sh["start"] for sh in found]), grid.mean(1), side="right") - 1
-    count = min(len(grid), max(1, math.floor(budget * duration / segment + 1e-9)))
+    count = _window_count(len(grid), budget, duration, segment)
     chosen: list[int] = []
     for k in sorted(range(len(found)), key=lambda k: found[k]["start"] - found[k]["end"]):  # longest first
         if len(chosen) == count:
@@ -79,10 +79,15 @@ def summarize(path, budget: float = 0.15, segment: float = 0.5, *, embedder=None
     return {"path": str(path), "duration": duration, "budget": budget, "segments": segments, "shots": len(found), "seconds": total}
 
 
+def _window_count(windows: int, budget: float, duration: float, segment: float) -> int:
+    """How many ``segment``-long windows fit in ``budget`` of the video (at least one)."""
+    return min(windows, max(1, math.floor(budget * duration / segment + 1e-9)))
+
+
 def uniform_summary(duration: float, budget: float = 0.15, segment: float = 0.5) -> list[dict]:
     """The baseline: the same number of windows, evenly spaced."""
     grid = moment_grid(duration, segment)
-    count = min(len(grid), max(1, math.floor(budget * duration / segment + 1e-9)))
+    count = _window_count(len(grid), budget, duration, segment)
     picks = np.unique(np.round(np.linspace(0, len(grid) - 1, count + 2)[1:-1]).astype(int)) if count < len(grid) else np.arange(len(grid))
     return [{"start": float(grid[i, 0]), "end": float(grid[i, 1])} for i in picks]
 
@@ -113,8 +118,9 @@ def write_summary(summary: dict, out, sheet=None) -> dict:
         t = r.timestamps
         picks = [np.flatnonzero((t >= sg["start"] - 1e-9) & (t < sg["end"] - 1e-9)) for sg in summary["segments"]]
         frames = r.get_frames(np.concatenate(picks))
-        middles = r.get_frames([int(p[len(p) // 2]) for p in picks if len(p)]) if sheet else None
         fps = r.fps
+    starts = np.cumsum([0] + [len(p) for p in picks])  # where each segment's frames begin in ``frames``
+    middles = frames[[starts[k] + len(p) // 2 for k, p in enumerate(picks) if len(p)]] if sheet else None
     sound = read_audio(summary["path"])
     if sound is not None:  # each segment's sound spans exactly its frames, so the cuts stay in sync
         sound = Audio.join([sound.cut(t[p[0]], t[p[0]] + len(p) / fps) for p in picks if len(p)])

@@ -120,14 +120,18 @@ def load_sharded_checkpoint(model: torch.nn.Module, checkpoint) -> torch.nn.Modu
     return model
 
 
+def _owner(model: torch.nn.Module, name: str) -> tuple[torch.nn.Module, str]:
+    """The module holding the parameter or buffer ``name``, and its attribute name there."""
+    owner_name, _, attr = name.rpartition(".")
+    return (model.get_submodule(owner_name) if owner_name else model), attr
+
+
 def _non_persistent(model: torch.nn.Module, name: str) -> set:
-    owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-    return owner._non_persistent_buffers_set
+    return _owner(model, name)[0]._non_persistent_buffers_set
 
 
 def _set_buffer(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:
-    owner_name, _, attr = name.rpartition(".")
-    owner = model.get_submodule(owner_name) if owner_name else model
+    owner, attr = _owner(model, name)
     owner._buffers[attr] = value
 
 
@@ -135,8 +139,7 @@ def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of the model's structure with no storage (parameters on the meta device)."""
     import copy
 
-    params = {k: v for k, v in model.named_parameters()}
-    memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad) for p in params.values()}
+    memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad) for p in model.parameters()}
     memo.update({id(b): torch.empty_like(b, device="meta") for b in model.buffers()})
     return copy.deepcopy(model, memo)
 

@@ -177,18 +177,25 @@ def part_ablation(runs: list[str], n: int) -> dict:
     from vidfm.pipelines import VideoGenerationPipeline
 
     out = {}
-    for run in runs:
+    for spec in runs:
+        run, _, variant = spec.partition(":")  # RUN:raw = the run's last weights without EMA (its checkpoint), for the EMA ablation
         pipe = VideoGenerationPipeline.from_pretrained(run)
+        if variant == "raw":
+            pipe.denoiser.load_state_dict(torch.load(Path(run) / "checkpoint" / "pytorch_model.bin", map_location="cpu"))
         steps = json.loads((Path(run) / "metrics.jsonl").read_text().strip().splitlines()[-1]).get("step")
-        out[Path(run).name] = {"train_steps": steps, **part_quality(pipe, n, steps_list=(25,), splits=("test",))["test"]}
+        out[Path(run).name + (" (no EMA)" if variant == "raw" else "")] = {"train_steps": steps, **part_quality(pipe, n, steps_list=(25,), splits=("test",))["test"]}
     return out
 
 
-def part_camera(pipe, per_motion: int) -> dict:
+def part_camera(pipe, per_motion: int, strengths=(0.0, 0.3, 0.5)) -> dict:
     """Prompts of test objects on a textured background (where a camera motion is visible
-    at all), each asked with every camera motion."""
+    at all), each asked with every camera motion: by caption (the model's own learning),
+    and by warp (``vidfm.pipelines.camera``) at each SDEdit ``strengths``, the warp moving
+    the clip the caption-free prompt gave. Colour and shape are judged on every output, so
+    a control that wrecks the content shows."""
     from vidfm.data.synthetic import CAMERA_MOTIONS
     from vidfm.metrics.generation import camera_motion
+    from vidfm.pipelines.camera import generate_with_camera
     from vidfm.pipelines.long_video import with_camera
     from vidfm.tasks.generation_eval import (
         colour_masks,
@@ -197,21 +204,35 @@ def part_camera(pipe, per_motion: int) -> dict:
         world_prompts,
     )
 
+    judge = world_judge(pipe.config.num_frames, pipe.config.height)
     recs = [r for r in world_prompts(WORLD, "test") if r["camera"] == "static"][:per_motion]
     base = [f"{'an' if r['colour'] == 'orange' else 'a'} {r['colour']} {r['shape']} stays still on a textured background" for r in recs]
-    out, confusion = {}, {}
-    for motion in CAMERA_MOTIONS:
-        prompts = [with_camera(p, motion.replace("_", "-")) for p in base]
-        fake = np.concatenate([sample(pipe, prompts[s : s + 32], seed=s) for s in range(0, len(prompts), 32)])
+    plain = np.concatenate([sample(pipe, base[s : s + 32], seed=s) for s in range(0, len(base), 32)])
+
+    def score(fake, motion):
         predicted = [camera_motion(v, ignore=object_pixels(m)) for v, m in zip(fake, colour_masks(fake))]
-        out[motion] = float(np.mean([p == motion for p in predicted]))
-        confusion[motion] = {m: predicted.count(m) for m in CAMERA_MOTIONS if predicted.count(m)}
+        scores = judge.score(fake, recs)
+        return {"accuracy": float(np.mean([q == motion for q in predicted])), "found": {m: predicted.count(m) for m in CAMERA_MOTIONS if predicted.count(m)},
+                "colour": scores["colour_accuracy"], "shape": scores["shape_accuracy"]}  # fmt: skip
+
+    controls: dict = {"caption": {}, **{f"warp {st:g}": {} for st in strengths}}
+    t0 = time.time()
+    for motion in CAMERA_MOTIONS:
+        prompts = [with_camera(q, motion.replace("_", "-")) for q in base]
+        controls["caption"][motion] = score(np.concatenate([sample(pipe, prompts[s : s + 32], seed=s) for s in range(0, len(prompts), 32)]), motion)
+        for st in strengths:
+            fake = np.stack([generate_with_camera(pipe, q, motion, st, 25, 4.0, torch.Generator().manual_seed(k), video=v) for k, (q, v) in enumerate(zip(base, plain))])
+            controls[f"warp {st:g}"][motion] = score(fake, motion)
+        print(f"  {motion}: " + ", ".join(f"{c} {r[motion]['accuracy']:.2f}" for c, r in controls.items()), f"({time.time() - t0:.0f} s)")
+    summary = {c: {"moving_accuracy": float(np.mean([r[m]["accuracy"] for m in CAMERA_MOTIONS[1:]])), "static_accuracy": r["static"]["accuracy"],
+                   "colour": float(np.mean([r[m]["colour"] for m in CAMERA_MOTIONS])), "shape": float(np.mean([r[m]["shape"] for m in CAMERA_MOTIONS]))}
+               for c, r in controls.items()}  # fmt: skip
     real_recs = [r for r in world_prompts(WORLD, "test") + world_prompts(WORLD, "val") if r["camera"] != "static" and r["background"] == "textured"]
     real = real_clips(real_recs, pipe.config.num_frames, pipe.config.height)
     ceiling = float(np.mean([camera_motion(v, ignore=object_pixels(m)) == r["camera"] for v, m, r in zip(real, colour_masks(real), real_recs)]))
-    result = {"accuracy_by_request": out, "mean_accuracy": float(np.mean(list(out.values()))), "confusion": confusion,
-              "real_textured_camera_clips_accuracy": ceiling, "real_clips": len(real_recs), "prompts_per_motion": len(recs)}  # fmt: skip
-    print("\n[camera control]", json.dumps(result, indent=1))
+    result = {"summary": summary, "by_request": controls, "real_textured_camera_clips_accuracy": ceiling, "real_clips": len(real_recs),
+              "prompts_per_motion": len(recs)}  # fmt: skip
+    print("\n[camera control]", json.dumps(summary, indent=1), f"\n  real textured moving-camera clips: {ceiling:.3f} ({len(real_recs)})")
     return result
 
 
@@ -378,7 +399,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=96)
     ap.add_argument("--long-steps", type=int, default=10, help="sampling steps for the drift and storyboard parts (many calls each)")
     ap.add_argument("--vaes", nargs="*", default=[], help="VAE run folders compared by --parts vae")
-    ap.add_argument("--ablation", nargs="*", default=[], help="run folders compared in the ablation")
+    ap.add_argument("--ablation", nargs="*", default=[], help="run folders compared in the ablation; RUN:raw takes the run's last weights without EMA")
     ap.add_argument("--speed", nargs="*", default=[], help="NAME=RUN:SCHEDULER:STEPS,STEPS entries for the speed table")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -387,6 +408,8 @@ def main() -> None:
 
     parts = set(args.parts.split(","))
     results: dict = {"model": args.model, "command": " ".join(sys.argv)}
+    if "camera" in parts:  # the warped camera repaints with SDEdit: the same pipeline, plus editing
+        from vidfm.editing import VideoEditPipeline as VideoGenerationPipeline  # noqa: N814
     pipe = VideoGenerationPipeline.from_pretrained(args.model) if parts - {"ablation", "speed", "vae"} else None
     RESULTS.mkdir(exist_ok=True)
     if "judges" in parts:

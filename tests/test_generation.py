@@ -10,6 +10,7 @@ from cli_helpers import run
 from PIL import Image
 
 from vidfm.cli.main import main
+from vidfm.data.synthetic import CAMERA_MOTIONS
 from vidfm.errors import ConfigError
 from vidfm.metrics.generation import (
     flicker,
@@ -513,6 +514,43 @@ def test_camera_motion_is_recovered_from_the_background():
     assert camera_motion(np.repeat(pan[:1], 9, 0)) == "static"
 
 
+def test_a_warped_camera_moves_the_clip_as_the_camera_judge_reads_it():
+    from vidfm.metrics.generation import camera_motion
+    from vidfm.pipelines.camera import move_camera
+
+    rng = np.random.default_rng(1)
+    texture = (rng.random((20, 20, 3)) * 255).astype(np.uint8).repeat(2, 0).repeat(2, 1)  # 40x40, blocks of 2 px
+    still = np.repeat(texture[None], 9, 0)
+    for motion in CAMERA_MOTIONS:
+        moved = move_camera(still, motion.replace("_", "-"))
+        assert moved.shape == still.shape and camera_motion(moved) == motion, motion
+    with pytest.raises(ConfigError, match="unknown camera motion 'orbit'"):
+        move_camera(still, "orbit")
+
+
+def test_generate_with_a_warped_camera(gen_runs, capsys, tmp_path):
+    from vidfm.io import VideoReader
+    from vidfm.pipelines.camera import move_camera
+
+    common = ("--model", gen_runs / "den", "--steps", "2", "--seed", "3", "--json")
+    code, out, err = run(capsys, "generate", "a red circle", "--out", tmp_path / "plain.gif", *common)
+    assert code == 0, err
+    code, out, err = run(capsys, "generate", "a red circle", "--out", tmp_path / "pan.gif", "--camera", "pan-left", "--camera-strength", "0", *common)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["camera"] == {"camera": "pan-left", "control": "warp", "strength": 0.0} and res["prompt"] == "a red circle"
+    with VideoReader(tmp_path / "plain.gif") as a, VideoReader(tmp_path / "pan.gif") as b:
+        plain, pan = a.get_frames(list(range(len(a)))), b.get_frames(list(range(len(b))))
+    # strength 0: exactly the plain clip seen through the moving window (up to the GIF palette)
+    assert np.abs(pan.astype(int) - move_camera(plain, "pan-left").astype(int)).mean() < 4
+    code, out, err = run(capsys, "generate", "a red circle", "--out", tmp_path / "zoom.mp4", "--camera", "zoom-in", *common)
+    assert code == 0 and json.loads(out)["camera"]["strength"] == 0.3, err
+    for args, message in ((["--camera-strength", "1"], "--camera-strength must be in [0, 1)"),
+                          (["--frames", "23"], "use --camera-control caption")):  # fmt: skip
+        code, _, err = run(capsys, "generate", "x", "--model", gen_runs / "den", "--out", tmp_path / "o.mp4", "--camera", "tilt-up", *args)
+        assert code == 1 and message in err and "Traceback" not in err, err
+
+
 def test_storyboards_are_checked_and_keep_the_object_when_asked(gen_runs, capsys, tmp_path):
     from vidfm.pipelines import VideoGenerationPipeline
     from vidfm.pipelines.long_video import read_storyboard, storyboard
@@ -545,7 +583,7 @@ def test_storyboards_are_checked_and_keep_the_object_when_asked(gen_runs, capsys
 @pytest.mark.parametrize("method", ["windows", "shared-noise", "keyframes"])
 def test_long_videos_by_each_method_have_the_asked_length(gen_runs, capsys, tmp_path, method):
     code, out, err = run(capsys, "generate", "a red circle", "--model", gen_runs / "den", "--out", tmp_path / "long.mp4", "--steps", "2",
-                         "--frames", "23", "--long-method", method, "--camera", "pan-left", "--fps", "4", "--json")  # fmt: skip
+                         "--frames", "23", "--long-method", method, "--camera", "pan-left", "--camera-control", "caption", "--fps", "4", "--json")  # fmt: skip
     assert code == 0, err
     res = json.loads(out)
     assert res["outputs"][0]["frames"] == 23 and res["outputs"][0]["fps"] == 4 and res["prompt"] == "a red circle as the camera pans left"

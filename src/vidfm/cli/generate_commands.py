@@ -75,7 +75,13 @@ def register(sub) -> None:
     g.add_argument("--long-method", default="keyframes", choices=["windows", "shared-noise", "keyframes"],
                    help="how a long video is made: windows continuing the last frame, the same with shared noise, or keyframes then in-betweens (default; least drift)")  # fmt: skip
     g.add_argument("--camera", choices=["static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out"],
-                   help="camera motion (a model trained on a world with --camera-motion learns it from the captions)")  # fmt: skip
+                   help="camera motion, made by --camera-control")
+    g.add_argument("--camera-control", choices=["warp", "caption"], default="warp",
+                   help="warp (default): generate, move a view window along the camera path, then repaint with SDEdit at "
+                        "--camera-strength; caption: ask for it in the prompt (a model trained with 'vidfm synth --camera-motion' "
+                        "captions may learn it)")
+    g.add_argument("--camera-strength", type=float, default=0.3,
+                   help="with --camera-control warp: how much of the moved clip is re-noised and repainted, in [0, 1) (0: none)")  # fmt: skip
     g.add_argument("--storyboard", help="a JSON list of shots {prompt, windows?, camera?, seed?, same_object?}: one video with a cut between shots")
     g.add_argument("--audio", help="a sound file (WAV, MP3, or a video's track) to drive a model trained with --audio: the motion follows "
                                   "the sound (a bounce lands on each click); the clip's stretch of it is muxed into the output")
@@ -159,6 +165,14 @@ def run_generate(args) -> int:
             raise ConfigError(f"--audio-start {args.audio_start} is outside {args.audio} ({sound.duration:.2f} s)")
     import torch
 
+    warp = args.camera not in (None, "static") and args.camera_control == "warp"
+    if warp and (args.image or args.audio or args.extend or args.frames or args.windows > 1):
+        raise ConfigError("--camera-control warp moves one text-to-video clip: use --camera-control caption with --image, --audio, "
+                          "--continue, --frames or --windows")  # fmt: skip
+    if args.camera_control == "warp" and not 0.0 <= args.camera_strength < 1.0:
+        raise ConfigError(f"--camera-strength must be in [0, 1), got {args.camera_strength}")
+    if warp or (shots is not None and args.camera_control == "warp"):
+        from vidfm.editing import VideoEditPipeline as VideoGenerationPipeline  # noqa: N814 (the same pipeline, plus SDEdit)
     pipe = VideoGenerationPipeline.from_pretrained(args.model)
     if args.size:
         pipe.vae.check_size(pipe.config.num_frames, args.size, args.size)
@@ -168,10 +182,11 @@ def run_generate(args) -> int:
         raise ConfigError(f"--frames must be at least the model's clip length ({pipe.config.num_frames}), got {args.frames}")
     kwargs = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler)
     generator = torch.Generator().manual_seed(args.seed)
-    prompt = with_camera(args.prompt, args.camera) if args.prompt else None
+    prompt = with_camera(args.prompt, args.camera) if args.prompt and not warp else args.prompt
+    camera = dict(camera_control=args.camera_control, camera_strength=args.camera_strength)
     extra: dict = {}
     if shots is not None:
-        video, ranges = storyboard(pipe, shots, seed=args.seed, **kwargs)
+        video, ranges = storyboard(pipe, shots, seed=args.seed, **camera, **kwargs)
         videos, extra = [video], {"shots": [list(r) for r in ranges]}
     elif args.extend:
         with VideoReader(args.extend, size=(h, w)) as r:
@@ -184,10 +199,15 @@ def run_generate(args) -> int:
         last = load_image(args.last, h, w) if args.last else None
         videos = list(pipe(prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, progress=True,
                            audio=sound, audio_start=args.audio_start, **kwargs).frames)  # fmt: skip
+        if warp:
+            from vidfm.pipelines.camera import generate_with_camera
+
+            videos = [generate_with_camera(pipe, prompt, args.camera, args.camera_strength, args.steps, args.guidance, generator, video=v) for v in videos]
+            extra["camera"] = {"camera": args.camera, "control": "warp", "strength": args.camera_strength}
         if args.windows > 1:
             videos = [pipe.extend(v, prompt, windows=args.windows - 1, generator=generator, **kwargs) for v in videos]
     fps = args.fps or pipe.config.fps
-    title = prompt or f"storyboard: {len(shots)} shots"
+    title = (f"{prompt} [camera {args.camera}, warped]" if warp else prompt) or f"storyboard: {len(shots)} shots"
     written = []
     for k, video in enumerate(videos):
         path = out if len(videos) == 1 else out.with_name(f"{out.stem}_{k}{out.suffix}")
@@ -201,6 +221,6 @@ def run_generate(args) -> int:
     else:
         for w_ in written:
             print(f"{w_['video']} ({w_['frames']} frames at {w_['fps']:g} fps), contact sheet {w_['contact_sheet']}")
-        if extra:
+        if "shots" in extra:
             print("shots (frames): " + ", ".join(f"{a}-{b}" for a, b in extra["shots"]))
     return 0

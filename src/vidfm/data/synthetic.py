@@ -262,9 +262,10 @@ def render_shot(shot: ShotSpec, size: int, fps: int, first_id: int = 1) -> tuple
     return frames, labels
 
 
-def _camera_crop(img: np.ndarray, camera: str, p: float, size: int, margin: int, nearest: bool = False) -> np.ndarray:
-    if camera == "static" or margin == 0:
-        return img if nearest else np.clip(img + 0.5, 0, 255).astype(np.uint8)
+def camera_box(camera: str, p: float, size: int, margin: int) -> tuple[float, float, float, float]:
+    """The world's camera path: at progress ``p`` in [0, 1] of a shot, the box (x0, y0, x1,
+    y1) of a ``size + 2 * margin`` canvas that the camera sees (pans and tilts travel 0.9 of
+    both margins; zooms narrow or widen the view by a quarter)."""
     cx = cy = margin + size / 2
     half = size / 2
     if camera == "pan_left":
@@ -279,9 +280,14 @@ def _camera_crop(img: np.ndarray, camera: str, p: float, size: int, margin: int,
         half *= 1.0 - 0.25 * p
     elif camera == "zoom_out":
         half *= 0.75 + 0.25 * p
-    box = (cx - half, cy - half, cx + half, cy + half)
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def _camera_crop(img: np.ndarray, camera: str, p: float, size: int, margin: int, nearest: bool = False) -> np.ndarray:
+    if camera == "static" or margin == 0:
+        return img if nearest else np.clip(img + 0.5, 0, 255).astype(np.uint8)
     pil = Image.fromarray(img if nearest else np.clip(img + 0.5, 0, 255).astype(np.uint8))
-    return np.asarray(pil.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR, box=box))
+    return np.asarray(pil.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR, box=camera_box(camera, p, size, margin)))
 
 
 def object_ids(spec: VideoSpec) -> list[list[int]]:

@@ -26,6 +26,7 @@ import torch
 
 from vidfm.data.synthetic import CAMERA_MOTIONS, camera_phrase
 from vidfm.errors import ConfigError
+from vidfm.pipelines.camera import generate_with_camera
 
 LONG_METHODS = ("windows", "shared-noise", "keyframes")
 CAMERA_CHOICES = tuple(m.replace("_", "-") for m in CAMERA_MOTIONS)  # how the CLI and storyboards spell them
@@ -112,16 +113,25 @@ def read_storyboard(path) -> list[dict]:
     return shots
 
 
-def storyboard(pipe, shots: list[dict], seed: int = 0, **kwargs) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """One video of the shots joined by cuts, and each shot's (first, last) frame."""
+def storyboard(pipe, shots: list[dict], seed: int = 0, camera_control: str = "caption", camera_strength: float = 0.3,
+               **kwargs) -> tuple[np.ndarray, list[tuple[int, int]]]:  # fmt: skip
+    """One video of the shots joined by cuts, and each shot's (first, last) frame. A shot's
+    camera is asked for in its prompt (``camera_control="caption"``) or made by warping
+    (``"warp"``: ``pipe`` must be a ``VideoEditPipeline``; see ``vidfm.pipelines.camera``)."""
     video, ranges, noise = [], [], None
     pos = 0
     for k, shot in enumerate(shots):
         g = torch.Generator().manual_seed(int(shot.get("seed", seed + k)))
         if noise is None or not shot.get("same_object"):
             noise = _noise(pipe, 1, g)
-        prompt = with_camera(shot["prompt"], shot.get("camera"))
+        warp = camera_control == "warp" and shot.get("camera") not in (None, "static")
+        if warp and shot.get("windows", 1) > 1:
+            raise ConfigError(f"shot {k + 1}: a warped camera moves one clip; give it \"windows\": 1 or use camera_control 'caption'")
+        prompt = shot["prompt"] if warp else with_camera(shot["prompt"], shot.get("camera"))
         clip = pipe(prompt, latents=noise.clone(), generator=g, output_type="np", **kwargs).frames[0]
+        if warp:
+            clip = generate_with_camera(pipe, prompt, shot["camera"], camera_strength, kwargs.get("num_inference_steps", 25),
+                                        kwargs.get("guidance_scale", 4.0), g, video=clip)  # fmt: skip
         if shot.get("windows", 1) > 1:
             clip = pipe.extend(clip, prompt, windows=shot["windows"] - 1, generator=g, **kwargs)
         video.append(clip)

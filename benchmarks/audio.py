@@ -143,35 +143,49 @@ def bounce_windows(num_frames: int, fps: float) -> list[dict]:
     return out
 
 
-@torch.no_grad()
-def part_gen(audio_run: Path, text_run: Path, sync_dir: Path, seeds: int = 2) -> dict:
-    from vidfm.pipelines import VideoGenerationPipeline
+def part_gen(audio_run: Path | None, text_run: Path, sync_dir: Path, seeds: int = 2, guidance_scales=(), guide_sync: Path | None = None) -> dict:
+    """Arms: the real clips; the audio-conditioned model with its sound and with the sound
+    withheld (when ``audio_run`` exists); the text-only base; the text-only base steered by
+    a sync model at each of ``guidance_scales`` (``guide_sync``, default the measuring one:
+    then its own Sync-C/D are not independent evidence, the event timing error is)."""
+    from vidfm.editing import VideoEditPipeline
     from vidfm.tasks.sync import load_sync_model, measure_sync
+    from vidfm.tasks.sync_guidance import generate_in_sync
 
-    pipe = VideoGenerationPipeline.from_pretrained(audio_run)
-    base = VideoGenerationPipeline.from_pretrained(text_run)
+    pipe = VideoEditPipeline.from_pretrained(audio_run) if audio_run is not None and audio_run.exists() else None
+    base = VideoEditPipeline.from_pretrained(text_run)
     sync = load_sync_model(sync_dir)
-    cfg = pipe.config
-    windows = bounce_windows(cfg.num_frames, cfg.fps)
-    arms = {"real": [], "audio": [], "audio withheld": [], "text-only base": []}
+    guide = load_sync_model(guide_sync) if guide_sync else sync
+    num_frames, fps = base.config.num_frames, (pipe.config.fps if pipe is not None else sync.config.fps)
+    windows = bounce_windows(num_frames, fps)
+    arms = {"real": [], **({"audio": [], "audio withheld": []} if pipe is not None else {}), "text-only base": [],
+            **{f"text-only base + sync guidance {g:g}": [] for g in guidance_scales}}  # fmt: skip
     sync_rows = {k: [] for k in arms}
     t0 = time.time()
     for w in windows:
         sound = read_audio(w["path"], rate=AUDIO_RATE)
-        with VideoReader(w["path"], size=(cfg.height, cfg.width)) as r:
+        with VideoReader(w["path"], size=(base.config.height, base.config.width)) as r:
             real = r.get_frames(np.arange(w["start"], w["end"] + 1))
-        clip_sound = sound.cut(w["audio_start"], w["audio_start"] + cfg.num_frames / cfg.fps)
+        clip_sound = sound.cut(w["audio_start"], w["audio_start"] + num_frames / fps)
         videos = {"real": [real]}
-        for name, p, audio in (("audio", pipe, sound), ("audio withheld", pipe, None), ("text-only base", base, None)):
+        runs = ([("audio", pipe, sound), ("audio withheld", pipe, None)] if pipe is not None else []) + [("text-only base", base, None)]
+        for name, p, audio in runs:
             g = torch.Generator().manual_seed(int(w["video_id"]))
             out = p([w["caption"]] * seeds, generator=g, audio=audio, audio_start=w["audio_start"], num_inference_steps=25, guidance_scale=4.0)
             videos[name] = list(out.frames)
+        for scale in guidance_scales:
+            g = torch.Generator().manual_seed(int(w["video_id"]))
+            frames, _ = generate_in_sync(base, guide, w["caption"], sound.cut(w["audio_start"], sound.duration), scale=scale, fps=fps,
+                                         num_videos=seeds, num_inference_steps=25, guidance_scale=4.0, generator=g)  # fmt: skip
+            videos[f"text-only base + sync guidance {scale:g}"] = list(frames)
         for name, vids in videos.items():
             for v in vids:
                 arms[name].append(timing_scores(v, w["colour"], w["clicks"]))
-                s = measure_sync(sync, v, clip_sound, cfg.fps)
+                s = measure_sync(sync, v, clip_sound, fps)
                 sync_rows[name].append((s["sync_c"], s["sync_d"], abs(s["offset"])))
-    result = {"windows": len(windows), "seeds": seeds, "clicks": int(sum(len(w["clicks"]) for w in windows)), "seconds": round(time.time() - t0, 1)}
+        print(f"  window {len(sync_rows['real'])}/{len(windows)} ({time.time() - t0:.0f} s)", flush=True)
+    result = {"windows": len(windows), "seeds": seeds, "clicks": int(sum(len(w["clicks"]) for w in windows)), "seconds": round(time.time() - t0, 1),
+              "base": str(text_run), "guide_sync": str(guide_sync or sync_dir)}  # fmt: skip
     for name in arms:
         s = np.array(sync_rows[name])
         mean = {k: float(np.mean([a[k] for a in arms[name]])) for k in ("error", "recall", "precision", "landings")}
@@ -191,6 +205,8 @@ def main() -> None:
     ap.add_argument("--gen", default=str(RUNS / "gen_cross"))
     ap.add_argument("--base", default=str(ROOT / "runs" / "gen2" / "flow_long"))
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--sync-guidance", type=float, nargs="*", default=[], help="arms of the text-only base steered by a sync model at these scales")
+    ap.add_argument("--guide-sync", help="the sync model that steers (default: --sync, the measuring one)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -202,7 +218,7 @@ def main() -> None:
         results["av"] = part_av(Path(args.av))
         print(json.dumps(results["av"], indent=1))
     if "gen" in args.parts:
-        results["gen"] = part_gen(Path(args.gen), Path(args.base), Path(args.sync), args.seeds)
+        results["gen"] = part_gen(Path(args.gen), Path(args.base), Path(args.sync), args.seeds, args.sync_guidance, args.guide_sync and Path(args.guide_sync))
         print(json.dumps(results["gen"], indent=1))
     if args.json:
         path = Path(args.json)

@@ -195,7 +195,7 @@ def part_camera(pipe, per_motion: int, strengths=(0.0, 0.3, 0.5)) -> dict:
     a control that wrecks the content shows."""
     from vidfm.data.synthetic import CAMERA_MOTIONS
     from vidfm.metrics.generation import camera_motion
-    from vidfm.pipelines.camera import generate_with_camera
+    from vidfm.pipelines.camera import generate_with_camera, move_camera
     from vidfm.pipelines.long_video import with_camera
     from vidfm.tasks.generation_eval import (
         colour_masks,
@@ -230,9 +230,17 @@ def part_camera(pipe, per_motion: int, strengths=(0.0, 0.3, 0.5)) -> dict:
     real_recs = [r for r in world_prompts(WORLD, "test") + world_prompts(WORLD, "val") if r["camera"] != "static" and r["background"] == "textured"]
     real = real_clips(real_recs, pipe.config.num_frames, pipe.config.height)
     ceiling = float(np.mean([camera_motion(v, ignore=object_pixels(m)) == r["camera"] for v, m, r in zip(real, colour_masks(real), real_recs)]))
+    # the warp alone on real still clips (textured): what the judge can find of it
+    still_recs = [r for r in world_prompts(WORLD, "test") if r["camera"] == "static" and r["background"] == "textured"][:16]
+    still = real_clips(still_recs, pipe.config.num_frames, pipe.config.height)
+    warped_real = {}
+    for motion in CAMERA_MOTIONS:
+        moved = np.stack([move_camera(v, motion) for v in still])
+        warped_real[motion] = float(np.mean([camera_motion(v, ignore=object_pixels(m)) == motion for v, m in zip(moved, colour_masks(moved))]))
     result = {"summary": summary, "by_request": controls, "real_textured_camera_clips_accuracy": ceiling, "real_clips": len(real_recs),
-              "prompts_per_motion": len(recs)}  # fmt: skip
-    print("\n[camera control]", json.dumps(summary, indent=1), f"\n  real textured moving-camera clips: {ceiling:.3f} ({len(real_recs)})")
+              "warp_of_real_still_clips": warped_real, "prompts_per_motion": len(recs)}  # fmt: skip
+    print("\n[camera control]", json.dumps(summary, indent=1), f"\n  real textured moving-camera clips: {ceiling:.3f} ({len(real_recs)})",
+          "\n  the warp of real still clips:", json.dumps(warped_real))
     return result
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from cli_helpers import run
 
+from vidfm.errors import ConfigError
 from vidfm.io.audio import read_audio, write_wav
 from vidfm.tasks.sync import offset_accuracy, sync_curve, sync_scores
 
@@ -163,3 +164,41 @@ def test_audio_driven_generation_end_to_end(sound_world, gen_runs, tmp_path, cap
     assert code == 1 and "trained without audio" in err
     code, _, err = run(capsys, "generate", "x", "--model", tmp_path / "adg", "--audio", tmp_path / "clicks.wav", "--audio-start", "99", "--out", tmp_path / "x.mp4")
     assert code == 1 and "outside" in err
+
+
+def test_sync_guidance_pulls_a_text_only_model_towards_the_sound(sound_world, gen_runs):
+    from vidfm.editing import VideoEditPipeline
+    from vidfm.models.audio_visual import SyncNet
+    from vidfm.tasks.sync_guidance import generate_in_sync
+
+    pipe = VideoEditPipeline.from_pretrained(gen_runs / "den")  # a text-only model
+    torch.manual_seed(0)
+    sync = SyncNet(size=16, width=8, embed_dim=16).eval()  # any differentiable aligner: guidance lowers what it measures
+    meta = [json.loads(x) for x in (sound_world / "metadata.jsonl").read_text().splitlines()]
+    sound = read_audio(sound_world / next(m for m in meta if m["label"] == "bounce")["path"])
+    common = dict(num_videos=2, num_inference_steps=4, generator=None)
+    plain, plain_loss = generate_in_sync(pipe, sync, "a red circle bounces", sound, scale=0.0, **common)
+    guided, guided_loss = generate_in_sync(pipe, sync, "a red circle bounces", sound, scale=3.0, **common)
+    assert plain.shape == guided.shape == (2, 5, 16, 16, 3) and plain.dtype == np.uint8
+    assert all(g < p for g, p in zip(guided_loss, plain_loss)), (plain_loss, guided_loss)
+    with pytest.raises(ConfigError, match="--sync-guidance must be >= 0"):
+        generate_in_sync(pipe, sync, "x", sound, scale=-1.0)
+
+
+def test_generate_with_sync_guidance_from_the_cli(sound_world, gen_runs, tmp_path, capsys):
+    from vidfm.models.audio_visual import SyncNet
+
+    torch.manual_seed(0)
+    SyncNet(size=16, width=8, embed_dim=16).save_pretrained(tmp_path / "sync")
+    meta = [json.loads(x) for x in (sound_world / "metadata.jsonl").read_text().splitlines()]
+    write_wav(tmp_path / "clicks.wav", read_audio(sound_world / next(m for m in meta if m["label"] == "bounce")["path"]))
+    args = ("a red circle bounces", "--model", gen_runs / "den", "--audio", tmp_path / "clicks.wav", "--steps", "3")
+    code, out, err = run(capsys, "generate", *args, "--sync-model", tmp_path / "sync", "--out", tmp_path / "g.mp4", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["sync_guidance"]["scale"] == 1.0 and len(res["sync_guidance"]["misalignment"]) == 1
+    assert read_audio(tmp_path / "g.mp4") is not None  # the sound is muxed in, as with an audio-trained model
+    code, _, err = run(capsys, "generate", "x", "--model", gen_runs / "den", "--sync-model", tmp_path / "sync", "--out", tmp_path / "x.mp4")
+    assert code == 1 and "give --audio too" in err
+    code, _, err = run(capsys, "generate", *args, "--sync-model", tmp_path / "nope", "--out", tmp_path / "x.mp4")
+    assert code == 1 and "not a sync model" in err and "Traceback" not in err

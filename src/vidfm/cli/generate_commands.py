@@ -86,6 +86,9 @@ def register(sub) -> None:
     g.add_argument("--audio", help="a sound file (WAV, MP3, or a video's track) to drive a model trained with --audio: the motion follows "
                                   "the sound (a bounce lands on each click); the clip's stretch of it is muxed into the output")
     g.add_argument("--audio-start", type=float, default=0.0, help="where in --audio the clip starts, in seconds (default 0)")
+    g.add_argument("--sync-model", help="with --audio: a 'vidfm train sync' model that steers sampling so the motion lands on the "
+                                       "sound (training-free guidance; works with text-only models too)")
+    g.add_argument("--sync-guidance", type=float, default=1.0, help="with --sync-model: the guidance step (0 = none; default 1)")
     g.add_argument("--fps", type=float, help="frame rate of the written video (default: the model's)")
     g.add_argument("--size", type=int, help="frame side to generate at (default: the model's training size; other sizes are out of its training distribution)")
     g.add_argument("--steps", type=int, default=25)
@@ -171,7 +174,9 @@ def run_generate(args) -> int:
                           "--continue, --frames or --windows")  # fmt: skip
     if args.camera_control == "warp" and not 0.0 <= args.camera_strength < 1.0:
         raise ConfigError(f"--camera-strength must be in [0, 1), got {args.camera_strength}")
-    if warp or (shots is not None and args.camera_control == "warp"):
+    if args.sync_model and not args.audio:
+        raise ConfigError("--sync-model steers the motion towards a sound: give --audio too")
+    if warp or args.sync_model or (shots is not None and args.camera_control == "warp"):
         from vidfm.editing import VideoEditPipeline as VideoGenerationPipeline  # noqa: N814 (the same pipeline, plus SDEdit)
     pipe = VideoGenerationPipeline.from_pretrained(args.model)
     if args.size:
@@ -197,8 +202,21 @@ def run_generate(args) -> int:
     else:
         image = load_image(args.image, h, w) if args.image else None
         last = load_image(args.last, h, w) if args.last else None
-        videos = list(pipe(prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, progress=True,
-                           audio=sound, audio_start=args.audio_start, **kwargs).frames)  # fmt: skip
+        if args.sync_model:
+            if image is not None:
+                raise ConfigError("--sync-model generates from text and sound; it does not take --image")
+            from vidfm.tasks.sync import load_sync_model
+            from vidfm.tasks.sync_guidance import generate_in_sync
+
+            clip_sound = sound.cut(args.audio_start, sound.duration)
+            frames, misalignment = generate_in_sync(pipe, load_sync_model(args.sync_model), prompt, clip_sound, scale=args.sync_guidance,
+                                                    num_videos=args.num_videos, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                                    generator=generator)  # fmt: skip
+            videos = list(frames)
+            extra["sync_guidance"] = {"scale": args.sync_guidance, "misalignment": [round(m, 4) for m in misalignment]}
+        else:
+            videos = list(pipe(prompt, image=image, last_image=last, num_videos_per_prompt=args.num_videos, generator=generator, progress=True,
+                               audio=sound, audio_start=args.audio_start, **kwargs).frames)  # fmt: skip
         if warp:
             from vidfm.pipelines.camera import generate_with_camera
 

@@ -172,8 +172,6 @@ def run_generate(args) -> int:
     if warp and (args.image or args.audio or args.extend or args.frames or args.windows > 1):
         raise ConfigError("--camera-control warp moves one text-to-video clip: use --camera-control caption with --image, --audio, "
                           "--continue, --frames or --windows")  # fmt: skip
-    if args.camera_control == "warp" and not 0.0 <= args.camera_strength < 1.0:
-        raise ConfigError(f"--camera-strength must be in [0, 1), got {args.camera_strength}")
     if args.sync_model and not args.audio:
         raise ConfigError("--sync-model steers the motion towards a sound: give --audio too")
     if warp or args.sync_model or (shots is not None and args.camera_control == "warp"):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -203,13 +204,13 @@ def main() -> None:
     ap.add_argument("--sync", default=str(RUNS / "sync" / "best"))
     ap.add_argument("--av", default=str(RUNS / "av"))
     ap.add_argument("--gen", default=str(RUNS / "gen_cross"))
-    ap.add_argument("--base", default=str(ROOT / "runs" / "gen2" / "flow_long"))
+    ap.add_argument("--base", default=str(ROOT / "runs" / "gen2" / "v_minsnr"), help="the text-only model (the arms without sound)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--sync-guidance", type=float, nargs="*", default=[], help="arms of the text-only base steered by a sync model at these scales")
     ap.add_argument("--guide-sync", help="the sync model that steers (default: --sync, the measuring one)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))  # 2 cores; 1 when two jobs share them
     results = {}
     if "sync" in args.parts:
         results["sync"] = part_sync(Path(args.sync))

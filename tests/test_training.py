@@ -113,6 +113,16 @@ def test_a_run_folder_holds_one_configuration(tmp_path):
     assert again["already_finished"] and again["steps"] == 4
 
 
+def test_a_finished_run_can_be_lengthened(tmp_path, capsys):
+    make_trainer(tmp_path, max_steps=4, warmup_ratio=0.0).fit()
+    longer = make_trainer(tmp_path, max_steps=8, warmup_ratio=0.0).fit()
+    assert longer["steps"] == 8 and not longer["already_finished"]
+    assert "max_steps: 4 -> 8" in capsys.readouterr().out
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+    assert lrs[-1] < 0.1 * lrs[0]  # the cosine was laid out over 8 steps: it ends near its floor again
+    assert json.loads((tmp_path / "train_config.json").read_text())["max_steps"] == 8
+
+
 @pytest.mark.parametrize(
     "field,value,msg",
     [("lr", 0.0, "learning rate"), ("mixed_precision", "fp8", "mixed_precision"), ("batch_size", 0, "batch-size"), ("ema_decay", 1.5, "ema_decay"),

@@ -43,6 +43,7 @@ CHECKPOINT = "checkpoint"
 CONFIG_FILE = "train_config.json"
 #: settings that may differ between a run and its resumption (they change no number)
 RESUMABLE_CHANGES = ("num_workers", "log_every_steps", "checkpoint_every_steps", "output_dir")
+SCHEDULE_LENGTH = ("max_steps", "epochs")  # may change on resume: the cosine is laid out again over the new length
 
 
 @dataclass
@@ -111,7 +112,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """``name: saved -> current`` for every setting that differs (task settings included)."""
     diffs = []
     for key in sorted(set(saved) | set(current)):
-        if key in RESUMABLE_CHANGES:
+        if key in RESUMABLE_CHANGES + SCHEDULE_LENGTH:
             continue
         a, b = saved.get(key), current.get(key)
         if key == "extra":
@@ -221,6 +222,20 @@ class Trainer:
             raise ConfigError(f"{self.out} holds a run with other settings ({'; '.join(diffs[:3])}{more}); "
                               "pass --fresh to start over there, or choose another --out")  # fmt: skip
 
+    def _note_new_length(self, acc, total: int, step: int) -> None:
+        """A resumed run may be lengthened or shortened (--max-steps, --epochs): the learning
+        rate then follows the cosine laid out over the new length from the current step, and
+        the run's saved settings record the new length."""
+        saved = json.loads((self.out / CONFIG_FILE).read_text()) if (self.out / CONFIG_FILE).exists() else {}
+        current = self.config.as_dict()
+        changed = {k: (saved.get(k), current[k]) for k in SCHEDULE_LENGTH if k in saved and saved[k] != current[k]}
+        if not changed:
+            return
+        acc.print("schedule length changed (" + "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
+                  + f"): the learning rate follows a cosine over {total} steps from step {step}")  # fmt: skip
+        if acc.is_main_process:
+            atomic_write_text(self.out / CONFIG_FILE, json.dumps({**saved, **{k: b for k, (_, b) in changed.items()}}, indent=2))
+
     # -- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = True) -> dict:
         cfg = self.config
@@ -256,6 +271,7 @@ class Trainer:
         if resuming:
             self._load(acc)
             acc.print(f"resumed from {self.out / CHECKPOINT} at step {state['step']} (epoch {state['epoch']})")
+            self._note_new_length(acc, total, state["step"])
         elif acc.is_main_process:
             atomic_write_text(self.out / "metrics.jsonl", "")
             atomic_write_text(self.out / CONFIG_FILE, json.dumps(cfg.as_dict(), indent=2))

@@ -37,7 +37,8 @@ def test_train_eval_predict_on_a_world(world, tmp_path, capsys):
     assert code == 0 and "already finished" in stdout and "--fresh" in stdout
     # other settings into the same folder are refused, naming the difference and the way out
     code, _, err = run(capsys, *same, "--epochs", 3, "--lr", 0.01)
-    assert code == 1 and "epochs: 2 -> 3" in err and "lr: 0.003 -> 0.01" in err and "--fresh" in err
+    assert code == 1 and "lr: 0.003 -> 0.01" in err and "--fresh" in err
+    assert "epochs" not in err  # the schedule's length may change on resume (a run can be lengthened)
     code, stdout, _ = run(capsys, *same, "--epochs", 1, "--fresh", "--json")
     assert code == 0 and json.loads(stdout)["epochs"] == 1
 

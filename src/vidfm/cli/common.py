@@ -77,7 +77,7 @@ def report_finished(summary: dict, out) -> bool:
         return False
     best = summary.get("best")
     print(f"{out}: this run already finished ({summary['steps']} steps" + (f", best validation score {best:.4f}" if best is not None else "")
-          + "); nothing to do. Pass --fresh to train it again from scratch, or choose another --out.")  # fmt: skip
+          + "); nothing to do. Pass a larger --max-steps or --epochs to train it on, --fresh to train it again from scratch, or choose another --out.")  # fmt: skip
     return True
 
 

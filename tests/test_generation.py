@@ -543,7 +543,9 @@ def test_generate_with_a_warped_camera(gen_runs, capsys, tmp_path):
         plain, pan = a.get_frames(list(range(len(a)))), b.get_frames(list(range(len(b))))
     # strength 0: exactly the plain clip seen through the moving window (up to the GIF palette)
     assert np.abs(pan.astype(int) - move_camera(plain, "pan-left").astype(int)).mean() < 4
-    code, out, err = run(capsys, "generate", "a red circle", "--out", tmp_path / "zoom.mp4", "--camera", "zoom-in", *common)
+    code, out, err = run(capsys, "generate", "a red circle", "--out", tmp_path / "right.gif", "--camera", "pan-right", *common)
+    assert code == 0 and json.loads(out)["camera"]["strength"] == 0.0, err  # no repaint by default
+    code, out, err = run(capsys, "generate", "a red circle", "--out", tmp_path / "zoom.mp4", "--camera", "zoom-in", "--camera-strength", "0.3", *common)
     assert code == 0 and json.loads(out)["camera"]["strength"] == 0.3, err
     for args, message in ((["--camera-strength", "1"], "--camera-strength must be in [0, 1)"),
                           (["--frames", "23"], "use --camera-control caption")):  # fmt: skip

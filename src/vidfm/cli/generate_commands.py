@@ -77,11 +77,12 @@ def register(sub) -> None:
     g.add_argument("--camera", choices=["static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out"],
                    help="camera motion, made by --camera-control")
     g.add_argument("--camera-control", choices=["warp", "caption"], default="warp",
-                   help="warp (default): generate, move a view window along the camera path, then repaint with SDEdit at "
-                        "--camera-strength; caption: ask for it in the prompt (a model trained with 'vidfm synth --camera-motion' "
+                   help="warp (default): generate, then move a view window along the camera path (optionally repainted with "
+                        "SDEdit at --camera-strength); caption: ask for it in the prompt (a model trained with 'vidfm synth --camera-motion' "
                         "captions may learn it)")
-    g.add_argument("--camera-strength", type=float, default=0.3,
-                   help="with --camera-control warp: how much of the moved clip is re-noised and repainted, in [0, 1) (0: none)")  # fmt: skip
+    g.add_argument("--camera-strength", type=float, default=0.0,
+                   help="with --camera-control warp: how much of the moved clip is re-noised and repainted, in [0, 1); "
+                        "default 0 (none: on the world model a repaint at 0.3 undid most of the motion)")  # fmt: skip
     g.add_argument("--storyboard", help="a JSON list of shots {prompt, windows?, camera?, seed?, same_object?}: one video with a cut between shots")
     g.add_argument("--audio", help="a sound file (WAV, MP3, or a video's track) to drive a model trained with --audio: the motion follows "
                                   "the sound (a bounce lands on each click); the clip's stretch of it is muxed into the output")

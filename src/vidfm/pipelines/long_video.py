@@ -113,7 +113,7 @@ def read_storyboard(path) -> list[dict]:
     return shots
 
 
-def storyboard(pipe, shots: list[dict], seed: int = 0, camera_control: str = "caption", camera_strength: float = 0.3,
+def storyboard(pipe, shots: list[dict], seed: int = 0, camera_control: str = "caption", camera_strength: float = 0.0,
                **kwargs) -> tuple[np.ndarray, list[tuple[int, int]]]:  # fmt: skip
     """One video of the shots joined by cuts, and each shot's (first, last) frame. A shot's
     camera is asked for in its prompt (``camera_control="caption"``) or made by warping

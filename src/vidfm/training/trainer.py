@@ -207,11 +207,12 @@ class Trainer:
             drop_last=shuffle and len(dataset) > self.config.batch_size,
         )
 
-    def _check_resumable(self) -> None:
-        """A run folder holds one configuration; resuming under another is an error."""
+    def _check_resumable(self) -> dict:
+        """A run folder holds one configuration; resuming under another is an error.
+        Returns the saved settings ({} for a run that has none)."""
         saved_file = self.out / CONFIG_FILE
         if not saved_file.exists():
-            return
+            return {}
         try:
             saved = json.loads(saved_file.read_text())
         except json.JSONDecodeError:
@@ -221,12 +222,12 @@ class Trainer:
             more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
             raise ConfigError(f"{self.out} holds a run with other settings ({'; '.join(diffs[:3])}{more}); "
                               "pass --fresh to start over there, or choose another --out")  # fmt: skip
+        return saved
 
-    def _note_new_length(self, acc, total: int, step: int) -> None:
+    def _note_new_length(self, acc, saved: dict, total: int, step: int) -> None:
         """A resumed run may be lengthened or shortened (--max-steps, --epochs): the learning
         rate then follows the cosine laid out over the new length from the current step, and
-        the run's saved settings record the new length."""
-        saved = json.loads((self.out / CONFIG_FILE).read_text()) if (self.out / CONFIG_FILE).exists() else {}
+        the run's saved settings (``saved``, read by ``_check_resumable``) record the new length."""
         current = self.config.as_dict()
         changed = {k: (saved.get(k), current[k]) for k in SCHEDULE_LENGTH if k in saved and saved[k] != current[k]}
         if not changed:
@@ -245,8 +246,7 @@ class Trainer:
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
         resuming = resume and _checkpoint_dir(self.out) is not None
-        if resuming:
-            self._check_resumable()
+        saved = self._check_resumable() if resuming else {}
         self.out.mkdir(parents=True, exist_ok=True)
         steps_per_epoch = max(1, len(self._loader(self.train_dataset, True)) // (cfg.grad_accum * acc.num_processes))
         total = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -271,7 +271,7 @@ class Trainer:
         if resuming:
             self._load(acc)
             acc.print(f"resumed from {self.out / CHECKPOINT} at step {state['step']} (epoch {state['epoch']})")
-            self._note_new_length(acc, total, state["step"])
+            self._note_new_length(acc, saved, total, state["step"])
         elif acc.is_main_process:
             atomic_write_text(self.out / "metrics.jsonl", "")
             atomic_write_text(self.out / CONFIG_FILE, json.dumps(cfg.as_dict(), indent=2))
